@@ -1,0 +1,41 @@
+//! valex node: the fair exchange of electronic values (protocol.md), after patent JP4020007.
+//!
+//! The protocol logic is sans-IO: [`exchange::ExchangeCore`] is a pure state machine. It is fed
+//! [`exchange::Input`]s (a local command, a message, a decision, a timer) together with the
+//! current time and fresh entropy, and answers with [`exchange::Effects`]: one atomic write to
+//! persist, then the messages to send and the timers to arm. The networking layer drives it; the
+//! model checker and the tests drive it directly.
+//!
+//! ```
+//! use valex_node::exchange::{CoreConfig, Ctx, ExchangeCore, Input, StartExchange};
+//! use valex_node::store::{MemoryStore, Store};
+//! use valex_proto::{crypto::Keypair, message::Want, value::Value};
+//!
+//! let alice = Keypair::from_seed([1; 32]);
+//! let (bob, arbiter) = (Keypair::from_seed([2; 32]).peer_id(), Keypair::from_seed([3; 32]).peer_id());
+//! let ticket = Value::issue(&alice, "ticket", 1, Vec::new(), [0; 16]).unwrap();
+//!
+//! let mut store = MemoryStore::default();
+//! let mut core = ExchangeCore::new(alice, CoreConfig::default(), store.load().unwrap());
+//! if let Some(batch) = core.issue(ticket.clone()) { store.commit(&batch).unwrap(); }
+//!
+//! let now_ms = 1_000;
+//! let effects = core
+//!     .handle(Ctx { now_ms, entropy: [9; 32] }, Input::Start(StartExchange {
+//!         responder: bob,
+//!         give: ticket.id(),
+//!         want: Want::KindAmount { kind: "voucher".into(), amount: 5, issuer: None },
+//!         arbiter,
+//!         expires_at_ms: now_ms + 60_000,
+//!     }))
+//!     .unwrap();
+//! // Write-ahead: commit the session (V1 locked) before M1 goes out.
+//! store.commit(effects.persist.as_ref().unwrap()).unwrap();
+//! assert_eq!(effects.send.len(), 1);
+//! ```
+
+// Errors carry PeerIds (80 bytes each) for clear messages; they are rare, so size is no concern.
+#![allow(clippy::result_large_err)]
+
+pub mod exchange;
+pub mod store;

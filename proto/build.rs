@@ -1,0 +1,13 @@
+//! Compiles the .proto files with protox (pure Rust), so no system `protoc` is needed.
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from("proto");
+    let files = [root.join("valex/v1/exchange.proto"), root.join("valex/v1/arbiter.proto")];
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+    let descriptors = protox::compile(&files, [&root])?;
+    prost_build::Config::new().compile_fds(descriptors)?;
+    Ok(())
+}
