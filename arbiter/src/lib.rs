@@ -30,7 +30,7 @@ use valex_proto::message::{ArbiterRequest, ArbiterResponse, Decision, Outcome, R
 use valex_proto::{Digest, ErrorCode, PeerId, Signature, canonical};
 
 /// What the arbiter stores per s2: the decision, the terms it was made under, and who asked.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct DecisionRecord {
     /// The signed decision.
     pub decision: Decision,
@@ -183,6 +183,9 @@ fn expect_sender(request: &'static str, expected: PeerId, got: PeerId) -> Result
     }
     Ok(())
 }
+
+pub mod server;
+pub mod store;
 
 #[cfg(test)]
 mod tests;

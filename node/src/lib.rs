@@ -16,7 +16,7 @@
 //! let ticket = Value::issue(&alice, "ticket", 1, Vec::new(), [0; 16]).unwrap();
 //!
 //! let mut store = MemoryStore::default();
-//! let mut core = ExchangeCore::new(alice, CoreConfig::default(), store.load().unwrap());
+//! let mut core = ExchangeCore::new(alice, CoreConfig::default(), store.load().unwrap().state);
 //! if let Some(batch) = core.issue(ticket.clone()) { store.commit(&batch).unwrap(); }
 //!
 //! let now_ms = 1_000;
@@ -37,5 +37,8 @@
 // Errors carry PeerIds (80 bytes each) for clear messages; they are rare, so size is no concern.
 #![allow(clippy::result_large_err)]
 
+pub mod control;
 pub mod exchange;
+pub mod net;
+pub mod runtime;
 pub mod store;

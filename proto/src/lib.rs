@@ -20,6 +20,8 @@
 //! ```
 
 pub mod canonical;
+pub mod codec;
+pub mod control;
 pub mod crypto;
 pub mod digest;
 pub mod limits;

@@ -130,7 +130,7 @@ fn decode_frame<M: prost::Message + Default>(bytes: &[u8]) -> Result<M, DecodeEr
 }
 
 /// The terms both parties sign (protocol.md §4); `h` is their hash.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Terms {
     /// Session id chosen by A: `H(valex/s1 ‖ r1)`.
     pub s1: Digest,
@@ -182,7 +182,7 @@ impl Terms {
 }
 
 /// What A wants in return for V1.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Want {
     /// Exactly this value.
     Value(ValueId),
@@ -242,7 +242,7 @@ impl std::fmt::Display for Want {
 }
 
 /// M1, A → B: the offer.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Start {
     /// Session id.
     pub s1: Digest,
@@ -478,7 +478,7 @@ pub struct CompleteRequest {
 }
 
 /// What the arbiter decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     /// Both keep what they had.
     Cancelled,
@@ -523,7 +523,7 @@ pub enum DecisionError {
 }
 
 /// The arbiter's signed decision, bound to (s2, h).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Decision {
     /// The session's s2.
     pub s2: Digest,

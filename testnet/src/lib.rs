@@ -7,5 +7,6 @@
 //! - [`model`]: an exhaustive explorer of every reachable state of a [`sim::World`].
 
 pub mod invariants;
+pub mod local;
 pub mod model;
 pub mod sim;

@@ -1,12 +1,16 @@
-//! `valex-testnet`: model-check the exchange protocol (and, later, run local networks).
+//! `valex-testnet`: run a local network of valex nodes and arbiters doing real exchanges under
+//! chaos and audit every value (`run`), or model-check the exchange protocol (`model-check`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use valex_testnet::local::{RunConfig, run};
 use valex_testnet::model::{ModelConfig, explore};
 
 #[derive(Parser)]
-#[command(name = "valex-testnet", version, about = "valex testnet: model checking and local networks of valex nodes")]
+#[command(name = "valex-testnet", version, about = "valex testnet: local networks of valex nodes, and model checking")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -14,11 +18,51 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start nodes and arbiters on 127.0.0.1, run exchanges between random pairs (optionally
+    /// killing and restarting processes), then audit every vault and arbiter decision.
+    Run {
+        /// Node processes.
+        #[arg(long, default_value_t = 6)]
+        nodes: usize,
+        /// Arbiter processes.
+        #[arg(long, default_value_t = 2)]
+        arbiters: usize,
+        /// Exchanges to run.
+        #[arg(long, default_value_t = 200)]
+        exchanges: usize,
+        /// Exchanges in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Values issued to each node first.
+        #[arg(long, default_value_t = 20)]
+        values_per_node: usize,
+        /// SIGKILL random nodes and arbiters during the run and restart them.
+        #[arg(long)]
+        chaos: bool,
+        /// Seed for pairs, values, identities and faults.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Exchange expiry, ms.
+        #[arg(long, default_value_t = 4_000)]
+        ttl_ms: u64,
+        /// Data directories and logs (emptied first).
+        #[arg(long, default_value = "testnet-data")]
+        dir: PathBuf,
+        /// The JSON report.
+        #[arg(long, default_value = "testnet-data/report.json")]
+        report: PathBuf,
+        /// Give up on the exchanges after this many seconds.
+        #[arg(long, default_value_t = 900)]
+        timeout_secs: u64,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Explore every reachable state of one exchange among A, B and T under message loss,
     /// duplication, reordering and crash-restarts, checking protocol.md §6 in each.
     ModelCheck {
         /// Crash-restarts allowed on any path.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 4)]
         max_crashes: u8,
         /// Stop after this many states.
         #[arg(long, default_value_t = 20_000_000)]
@@ -26,9 +70,57 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Run {
+            nodes,
+            arbiters,
+            exchanges,
+            concurrency,
+            values_per_node,
+            chaos,
+            seed,
+            ttl_ms,
+            dir,
+            report,
+            timeout_secs,
+            quiet,
+        } => {
+            if nodes < 2 || arbiters < 1 {
+                eprintln!("error: a testnet needs at least 2 nodes and 1 arbiter");
+                return ExitCode::FAILURE;
+            }
+            let config = RunConfig {
+                nodes,
+                arbiters,
+                exchanges,
+                concurrency,
+                values_per_node,
+                chaos,
+                seed,
+                dir,
+                report: report.clone(),
+                ttl_ms,
+                progress: !quiet,
+                timeout: Duration::from_secs(timeout_secs),
+            };
+            match run(&config).await {
+                Ok(result) => {
+                    println!("{result}");
+                    println!("report: {}", report.display());
+                    if result.audit.passed && result.outcomes.open == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                }
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::ModelCheck { max_crashes, max_states } => {
             let config = ModelConfig { max_crashes, max_states, ..ModelConfig::default() };
             let report = explore(&config);

@@ -41,7 +41,7 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { world: WorldConfig::default(), max_crashes: 2, lossy_network: true, heal_steps: 200, max_states: 20_000_000 }
+        Self { world: WorldConfig::default(), max_crashes: 4, lossy_network: true, heal_steps: 200, max_states: 20_000_000 }
     }
 }
 

@@ -21,7 +21,7 @@ use super::error::ExchangeError;
 use super::state::{Acquired, Evidence, NodeState, Receipt, Session, SessionId, VaultEntry, WriteOp};
 
 /// A's session record.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct InitiatorSession {
     /// Session id, `H(valex/s1 ‖ r1)`.
     pub s1: SessionId,
@@ -42,7 +42,7 @@ pub struct InitiatorSession {
 }
 
 /// What both parties agreed, as A holds it from M2 on.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Agreement {
     /// The terms.
     pub terms: Terms,
@@ -59,7 +59,7 @@ pub struct Agreement {
 }
 
 /// A's phases.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum InitiatorPhase {
     /// M1 sent; V1 locked in the vault.
     Started,
@@ -84,6 +84,7 @@ pub enum InitiatorPhase {
     /// Ended before A committed; V1 unlocked.
     Aborted {
         /// Why.
+        #[serde(with = "crate::store::record::error_code")]
         reason: ErrorCode,
     },
 }

@@ -20,7 +20,7 @@ use super::error::ExchangeError;
 use super::state::{Acquired, Evidence, NodeState, Receipt, Session, SessionId, VaultEntry, WriteOp};
 
 /// B's session record.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ResponderSession {
     /// Session id (A's s1).
     pub s1: SessionId,
@@ -45,7 +45,7 @@ pub struct ResponderSession {
 }
 
 /// Why B stopped waiting for M3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum PendingReason {
     /// No valid M3 by expiry.
     Expired,
@@ -54,7 +54,7 @@ pub enum PendingReason {
 }
 
 /// B's phases.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ResponderPhase {
     /// M2 sent; V2 out of the vault, V1 and V2 in escrow.
     Valid,

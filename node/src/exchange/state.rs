@@ -19,7 +19,7 @@ use super::responder::{ResponderPhase, ResponderSession};
 pub type SessionId = Digest;
 
 /// How a value came into the vault.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Acquired {
     /// Issued by this node, or imported by its owner.
     Issued,
@@ -30,7 +30,7 @@ pub enum Acquired {
 }
 
 /// A value in the vault.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct VaultEntry {
     /// The value.
     pub value: Value,
@@ -39,7 +39,7 @@ pub struct VaultEntry {
 }
 
 /// What settled an exchange in the holder's favour.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Evidence {
     /// B revealed r2 with `H(valex/s2 ‖ r2) = s2`.
     Secret([u8; 32]),
@@ -48,7 +48,7 @@ pub enum Evidence {
 }
 
 /// The evidence that justifies holding a value acquired by exchange (protocol.md §4).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Receipt {
     /// The terms both signed.
     pub terms: Terms,
@@ -63,7 +63,7 @@ pub struct Receipt {
 }
 
 /// A session, from either side.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Session {
     /// This node offered V1.
     Initiator(InitiatorSession),
@@ -152,7 +152,7 @@ impl Session {
 
 /// One change to the durable state.
 #[allow(clippy::large_enum_variant)] // values are inline; batches are short-lived.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum WriteOp {
     /// Put a value into the vault.
     PutValue(VaultEntry),
@@ -179,7 +179,7 @@ pub enum WriteOp {
 }
 
 /// Changes committed together, atomically and synced, before any message that reveals them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub struct WriteBatch {
     /// The changes, applied in order.
     pub ops: Vec<WriteOp>,
@@ -193,7 +193,7 @@ impl WriteBatch {
 }
 
 /// The durable state of a node's vault and sessions.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub struct NodeState {
     /// Values in the vault, by id.
     pub vault: BTreeMap<ValueId, VaultEntry>,

@@ -1,22 +1,33 @@
 //! Where a node's state lives between steps.
 //!
 //! A [`Store`] commits a [`WriteBatch`] atomically and durably (synced) and loads the whole
-//! [`NodeState`] back after a restart. [`MemoryStore`] serves the tests and the model checker.
+//! [`NodeState`] back after a restart. [`RocksStore`] is the durable one (RocksDB, one column
+//! family per part of the state, records encoded by [`record`]); [`MemoryStore`] serves the tests
+//! and the model checker.
+
+pub mod record;
+mod rocks;
 
 use std::convert::Infallible;
+
+pub use rocks::{QuarantinedRecord, RocksStore, StoreError, columns};
 
 use crate::exchange::{NodeState, WriteBatch};
 
 /// Durable storage for a node's vault and sessions.
+///
+/// A store is `Send`: the node's event loop owns it inside a tokio task.
 ///
 /// ```
 /// use valex_node::exchange::WriteBatch;
 /// use valex_node::store::{MemoryStore, Store};
 /// let mut store = MemoryStore::default();
 /// store.commit(&WriteBatch::default()).unwrap();
-/// assert!(store.load().unwrap().vault.is_empty());
+/// let loaded = store.load().unwrap();
+/// assert!(loaded.state.vault.is_empty());
+/// assert!(loaded.set_aside.is_empty());
 /// ```
-pub trait Store {
+pub trait Store: Send {
     /// Why a commit or load failed.
     type Error: std::error::Error + Send + Sync + 'static;
 
@@ -24,12 +35,35 @@ pub trait Store {
     /// it; if it fails or the process dies during it, none of it is visible after a restart.
     fn commit(&mut self, batch: &WriteBatch) -> Result<(), Self::Error>;
 
-    /// Loads everything committed so far.
-    fn load(&self) -> Result<NodeState, Self::Error>;
+    /// Loads everything committed so far. Records that cannot be decoded are not an error: they
+    /// are reported in [`Loaded::set_aside`] (and a durable store moves them out of the way, so
+    /// the next load does not meet them again); the rest loads.
+    fn load(&mut self) -> Result<Loaded, Self::Error>;
+}
+
+/// What [`Store::load`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// The state made of every record that decoded.
+    pub state: NodeState,
+    /// The records that did not, and were set aside.
+    pub set_aside: Vec<SetAside>,
+}
+
+/// A stored record that could not be loaded and was set aside (moved to quarantine).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SetAside {
+    /// The column family (or part of the state) it was in, e.g. `vault`.
+    pub column: String,
+    /// Its key, in lower-case hex.
+    pub key_hex: String,
+    /// Why it was set aside.
+    pub reason: String,
 }
 
 /// A store in memory: a commit is applied whole, so it is atomic; "durable" for as long as the
-/// value lives, which is what crash-restart tests need (they rebuild the core from it).
+/// value lives, which is what crash-restart tests need (they rebuild the core from it). It never
+/// sets anything aside.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct MemoryStore {
     state: NodeState,
@@ -43,7 +77,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn load(&self) -> Result<NodeState, Infallible> {
-        Ok(self.state.clone())
+    fn load(&mut self) -> Result<Loaded, Infallible> {
+        Ok(Loaded { state: self.state.clone(), set_aside: Vec::new() })
     }
 }

@@ -14,6 +14,7 @@
 
 mod network;
 mod party;
+mod script;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -478,6 +479,11 @@ impl World {
     /// Runs one input through `role`'s core and carries out its effects, write-ahead.
     fn step(&mut self, role: Role, input: Input, reply_to: Option<Role>, crash_between_writes: bool) {
         let now_ms = self.party(role).now_ms;
+        // A response travels on the stream of the request it answers: it belongs to that request's session.
+        let request_session = match &input {
+            Input::Request { request, .. } => Some(request.s1()),
+            _ => None,
+        };
         let key = fingerprint(&(role, &self.party(role).volatile, now_ms, &input));
         let cached = self.memo.lock().ok().and_then(|memo| memo.get(&key).cloned());
         let result = match cached {
@@ -506,12 +512,12 @@ impl World {
                     return;
                 }
                 self.party_mut(role).volatile = state;
-                self.carry_out(role, effects, reply_to);
+                self.carry_out(role, effects, reply_to, request_session);
             }
             Err(error) => {
                 self.log.push(format!("{role}: {error}"));
                 if let Some(to) = reply_to {
-                    let session = error_session(&error);
+                    let session = request_session.or_else(|| error_session(&error));
                     let refusal = ExchangeResponse::Refusal(error.refusal(session));
                     self.network.insert(Envelope {
                         from: role,
@@ -524,7 +530,7 @@ impl World {
         }
     }
 
-    fn carry_out(&mut self, role: Role, effects: Effects, reply_to: Option<Role>) {
+    fn carry_out(&mut self, role: Role, effects: Effects, reply_to: Option<Role>, reply_session: Option<SessionId>) {
         let party = self.party_mut(role);
         if let Some(batch) = &effects.persist {
             party.persisted.apply(batch);
@@ -542,7 +548,7 @@ impl World {
         // Timers of ended sessions would fire into nothing: drop them.
         let volatile = &party.volatile;
         party.timers.retain(|(session, _), _| volatile.sessions.get(session).is_some_and(|s| !s.is_terminal()));
-        let session = effects.session.unwrap_or_default();
+        let session = reply_session.or(effects.session).unwrap_or_default();
         if let (Some(reply), Some(to)) = (effects.reply, reply_to) {
             self.network.insert(Envelope { from: role, to, session, payload: Payload::Response(reply) });
         }
@@ -624,7 +630,7 @@ impl World {
         let now = party.now_ms;
         let mut core = self.core(role);
         let effects = core.resume(now);
-        self.carry_out(role, effects, None);
+        self.carry_out(role, effects, None, None);
     }
 }
 

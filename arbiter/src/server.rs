@@ -1,0 +1,414 @@
+//! The networked arbiter: a libp2p swarm (identify, ping, Kademlia in server mode, gossipsub and
+//! the `/valex/arbiter/1.0.0` request-response protocol) driving the [`Arbiter`] decision rule.
+//!
+//! It advertises itself both ways of protocol.md §7: it provides the Kademlia key
+//! `H("valex/arbiter/v1")` (re-provided every `provide_interval`) and publishes a signed
+//! [`ArbiterAnnouncement`] on `valex/arbiters/v1` every `announce_interval`. A new decision is
+//! persisted through the [`DecisionLog`] (synced) before the answer leaves; if that fails the
+//! request is not answered and the arbiter reloads its decisions from the log.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, Swarm, gossipsub, identify, kad, noise, ping, tcp, yamux};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+use valex_proto::codec::{
+    ARBITER_PROTOCOL, ARBITER_TOPIC, ArbiterCodec, IDENTIFY_PROTOCOL, KAD_PROTOCOL, arbiter_provider_key, from_swarm_peer, to_swarm_keypair,
+};
+use valex_proto::crypto::Keypair;
+use valex_proto::message::{ArbiterAnnouncement, ArbiterRequest, ArbiterResponse};
+use valex_proto::{Digest, PeerId};
+
+use crate::store::{DecisionStore, DecisionStoreError, EquivocationEvidence};
+use crate::{Arbiter, ArbiterError, DecisionRecord};
+
+/// Where an arbiter keeps its decisions. `persist` must be durable (synced) when it returns `Ok`.
+pub trait DecisionLog: Send + 'static {
+    /// Why loading or persisting failed.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Every decision recorded so far, by s2.
+    fn load_decisions(&mut self) -> Result<BTreeMap<Digest, DecisionRecord>, Self::Error>;
+    /// Records one new decision, synced.
+    fn persist_decision(&mut self, record: &DecisionRecord) -> Result<(), Self::Error>;
+    /// Keeps the evidence of a refused equivocation (default: only logged).
+    fn record_equivocation(&mut self, error: &ArbiterError, requester: PeerId, at_ms: u64) {
+        let _ = (error, requester, at_ms);
+    }
+}
+
+impl DecisionLog for DecisionStore {
+    type Error = DecisionStoreError;
+
+    fn load_decisions(&mut self) -> Result<BTreeMap<Digest, DecisionRecord>, DecisionStoreError> {
+        let loaded = self.load()?;
+        for record in &loaded.set_aside {
+            tracing::error!(column = %record.column, key = %record.key_hex, reason = %record.reason, "decision record set aside");
+        }
+        Ok(loaded.decisions)
+    }
+
+    fn persist_decision(&mut self, record: &DecisionRecord) -> Result<(), DecisionStoreError> {
+        self.put(record)
+    }
+
+    fn record_equivocation(&mut self, error: &ArbiterError, requester: PeerId, at_ms: u64) {
+        if let Some(evidence) = EquivocationEvidence::from_error(error, requester, at_ms)
+            && let Err(error) = DecisionStore::record_equivocation(self, &evidence)
+        {
+            tracing::error!(%error, "cannot record equivocation evidence");
+        }
+    }
+}
+
+/// Decisions in memory, shared between clones: "durable" for as long as one clone lives, which is
+/// what restart tests need.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryDecisionLog {
+    decisions: Arc<Mutex<BTreeMap<Digest, DecisionRecord>>>,
+}
+
+impl MemoryDecisionLog {
+    /// A copy of every decision.
+    pub fn decisions(&self) -> BTreeMap<Digest, DecisionRecord> {
+        self.decisions.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+}
+
+/// The shared map's lock was poisoned (a thread panicked while holding it).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("decision log lock poisoned")]
+pub struct PoisonedLog;
+
+impl DecisionLog for MemoryDecisionLog {
+    type Error = PoisonedLog;
+
+    fn load_decisions(&mut self) -> Result<BTreeMap<Digest, DecisionRecord>, PoisonedLog> {
+        Ok(self.decisions.lock().map_err(|_| PoisonedLog)?.clone())
+    }
+
+    fn persist_decision(&mut self, record: &DecisionRecord) -> Result<(), PoisonedLog> {
+        self.decisions.lock().map_err(|_| PoisonedLog)?.insert(record.decision.s2, record.clone());
+        Ok(())
+    }
+}
+
+/// How an arbiter server is set up.
+#[derive(Debug, Clone)]
+pub struct ArbiterConfig {
+    /// Its identity and signing key.
+    pub keypair: Keypair,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to connect to at start (with `/p2p/<peer id>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Human-readable name, announced.
+    pub name: String,
+    /// How often to publish the gossipsub announcement (the first goes out at start).
+    pub announce_interval: Duration,
+    /// How often to re-provide the Kademlia key (the first at start).
+    pub provide_interval: Duration,
+    /// How long idle connections stay open.
+    pub idle_connection_timeout: Duration,
+}
+
+impl ArbiterConfig {
+    /// Defaults: listen on `/ip4/127.0.0.1/tcp/0`, announce every 30 s, re-provide every 5 min.
+    pub fn new(keypair: Keypair, name: impl Into<String>) -> Self {
+        Self {
+            keypair,
+            listen: "/ip4/127.0.0.1/tcp/0".parse().map(|a| vec![a]).unwrap_or_default(),
+            bootstrap: Vec::new(),
+            name: name.into(),
+            announce_interval: Duration::from_secs(30),
+            provide_interval: Duration::from_secs(300),
+            idle_connection_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Why the server could not start or a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The network could not be set up.
+    #[error("network: {0}")]
+    Net(String),
+    /// The decision log failed.
+    #[error("decision log: {0}")]
+    Log(String),
+    /// The server has stopped.
+    #[error("the arbiter server has stopped")]
+    Stopped,
+}
+
+/// The arbiter's protocols.
+#[derive(NetworkBehaviour)]
+pub struct ArbiterBehaviour {
+    /// Listen addresses for Kademlia.
+    pub identify: identify::Behaviour,
+    /// Liveness.
+    pub ping: ping::Behaviour,
+    /// Provider record and routing.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Announcements.
+    pub gossipsub: gossipsub::Behaviour,
+    /// Cancel, complete and query requests.
+    pub arbiter: request_response::Behaviour<ArbiterCodec>,
+}
+
+fn net(e: impl std::fmt::Display) -> ServerError {
+    ServerError::Net(e.to_string())
+}
+
+fn build_swarm(config: &ArbiterConfig) -> Result<Swarm<ArbiterBehaviour>, ServerError> {
+    let key = to_swarm_keypair(&config.keypair).map_err(net)?;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(net)?
+        .with_behaviour(|key| {
+            let peer = key.public().to_peer_id();
+            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+            kad_config.set_query_timeout(Duration::from_secs(10));
+            let mut kad = kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_config);
+            kad.set_mode(Some(kad::Mode::Server));
+            let gossip_config = gossipsub::ConfigBuilder::default()
+                .heartbeat_interval(Duration::from_millis(500))
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .max_transmit_size(valex_proto::limits::MAX_FRAME_BYTES)
+                .build()?;
+            let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(ArbiterBehaviour {
+                identify: identify::Behaviour::new(
+                    identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
+                        .with_agent_version(format!("valex-arbiter/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                ping: ping::Behaviour::default(),
+                kad,
+                gossipsub,
+                arbiter: request_response::Behaviour::with_codec(
+                    ArbiterCodec,
+                    [(ARBITER_PROTOCOL, request_response::ProtocolSupport::Inbound)],
+                    request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+                ),
+            })
+        })
+        .map_err(net)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+        .build();
+    swarm.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(ARBITER_TOPIC)).map_err(net)?;
+    Ok(swarm)
+}
+
+enum Command {
+    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    Decisions(oneshot::Sender<BTreeMap<Digest, DecisionRecord>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A handle on a running arbiter server.
+#[derive(Debug, Clone)]
+pub struct ArbiterHandle {
+    peer_id: PeerId,
+    commands: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::ListenAddrs(_) => "ListenAddrs",
+            Self::Decisions(_) => "Decisions",
+            Self::Shutdown(_) => "Shutdown",
+        })
+    }
+}
+
+impl ArbiterHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, ServerError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| ServerError::Stopped)?;
+        rx.await.map_err(|_| ServerError::Stopped)
+    }
+
+    /// The arbiter's PeerId (the T of the terms).
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Its listen addresses, with the real ports.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, ServerError> {
+        self.ask(Command::ListenAddrs).await
+    }
+
+    /// Every decision so far, by s2.
+    pub async fn decisions(&self) -> Result<BTreeMap<Digest, DecisionRecord>, ServerError> {
+        self.ask(Command::Decisions).await
+    }
+
+    /// Stops the server.
+    pub async fn shutdown(&self) -> Result<(), ServerError> {
+        self.ask(Command::Shutdown).await
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
+/// Starts an arbiter server on the current tokio runtime over the decisions in `log`. Returns once
+/// its listen addresses are known.
+pub async fn start<L: DecisionLog>(config: ArbiterConfig, mut log: L) -> Result<(ArbiterHandle, tokio::task::JoinHandle<()>), ServerError> {
+    let decisions = log.load_decisions().map_err(|e| ServerError::Log(e.to_string()))?;
+    let mut swarm = build_swarm(&config)?;
+    let mut pending = Vec::new();
+    for addr in &config.listen {
+        pending.push(swarm.listen_on(addr.clone()).map_err(net)?);
+    }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !pending.is_empty() {
+            if let SwarmEvent::NewListenAddr { listener_id, .. } = swarm.select_next_some().await {
+                pending.retain(|l| *l != listener_id);
+            }
+        }
+    })
+    .await
+    .map_err(|_| ServerError::Net("listeners reported no address in time".into()))?;
+    for addr in &config.bootstrap {
+        if let Some(peer) = addr.iter().find_map(|p| if let Protocol::P2p(p) = p { Some(p) } else { None }) {
+            let bare: Multiaddr = addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect();
+            swarm.behaviour_mut().kad.add_address(&peer, bare);
+        }
+        if let Err(error) = swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, %error, "bootstrap dial failed");
+        }
+    }
+    let peer_id = config.keypair.peer_id();
+    let arbiter = Arbiter::new(config.keypair.clone(), decisions);
+    tracing::info!(arbiter = %peer_id, decisions = arbiter.decisions().len(), "arbiter started");
+    let (tx, rx) = mpsc::channel(64);
+    let server = Server { swarm, arbiter, log, config, commands: rx };
+    let span = tracing::info_span!("arbiter", peer = %peer_id);
+    let task = tokio::spawn(server.run().instrument(span));
+    Ok((ArbiterHandle { peer_id, commands: tx }, task))
+}
+
+struct Server<L> {
+    swarm: Swarm<ArbiterBehaviour>,
+    arbiter: Arbiter,
+    log: L,
+    config: ArbiterConfig,
+    commands: mpsc::Receiver<Command>,
+}
+
+impl<L: DecisionLog> Server<L> {
+    async fn run(mut self) {
+        let mut announce = tokio::time::interval(self.config.announce_interval);
+        announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut provide = tokio::time::interval(self.config.provide_interval);
+        provide.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::ListenAddrs(reply)) => { let _ = reply.send(self.swarm.listeners().cloned().collect()); }
+                    Some(Command::Decisions(reply)) => { let _ = reply.send(self.arbiter.decisions().clone()); }
+                    Some(Command::Shutdown(reply)) => {
+                        tracing::info!("arbiter shutting down");
+                        let _ = reply.send(());
+                        break;
+                    }
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.on_event(event),
+                _ = announce.tick() => self.announce(),
+                _ = provide.tick() => self.provide(),
+            }
+        }
+    }
+
+    fn announce(&mut self) {
+        let me = *self.swarm.local_peer_id();
+        let addrs: Vec<String> = self
+            .swarm
+            .listeners()
+            .chain(self.swarm.external_addresses())
+            .take(valex_proto::limits::MAX_ANNOUNCED_ADDRS)
+            .map(|a| a.clone().with_p2p(me).unwrap_or_else(|a| a).to_string())
+            .filter(|a| a.len() <= valex_proto::limits::MAX_ANNOUNCED_STRING_BYTES)
+            .collect();
+        let announcement = ArbiterAnnouncement::sign(
+            &self.config.keypair,
+            addrs,
+            self.config.name.clone(),
+            env!("CARGO_PKG_VERSION").to_string(),
+            now_ms(),
+        );
+        match self.swarm.behaviour_mut().gossipsub.publish(gossipsub::IdentTopic::new(ARBITER_TOPIC), announcement.encode()) {
+            Ok(_) => tracing::debug!("announced"),
+            Err(error) => tracing::debug!(%error, "announcement not published"),
+        }
+    }
+
+    fn provide(&mut self) {
+        if let Err(error) = self.swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&arbiter_provider_key())) {
+            tracing::warn!(%error, "cannot provide the arbiter key");
+        }
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<ArbiterBehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(ArbiterBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(ArbiterBehaviourEvent::Arbiter(request_response::Event::Message {
+                peer,
+                message: request_response::Message::Request { request, channel, .. },
+                ..
+            })) => self.on_request(peer, request, channel),
+            SwarmEvent::Behaviour(ArbiterBehaviourEvent::Arbiter(request_response::Event::InboundFailure { peer, error, .. })) => {
+                tracing::debug!(%peer, %error, "inbound arbiter request failed");
+            }
+            SwarmEvent::Behaviour(ArbiterBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { .. })) => {
+                // A new subscriber: announce now rather than at the next tick.
+                self.announce();
+            }
+            _ => {}
+        }
+    }
+
+    fn on_request(&mut self, peer: libp2p::PeerId, request: ArbiterRequest, channel: ResponseChannel<ArbiterResponse>) {
+        let Ok(from) = from_swarm_peer(&peer) else { return };
+        let response = match self.arbiter.handle(from, request, now_ms()) {
+            Ok(step) => {
+                if let Some(record) = &step.persist
+                    && let Err(error) = self.log.persist_decision(record)
+                {
+                    // Not durable: do not answer, and forget the decision by reloading the log.
+                    tracing::error!(%error, s2 = %record.decision.s2.short(), "decision not persisted; not answering");
+                    match self.log.load_decisions() {
+                        Ok(decisions) => self.arbiter = Arbiter::new(self.config.keypair.clone(), decisions),
+                        Err(error) => tracing::error!(%error, "cannot reload the decision log"),
+                    }
+                    return;
+                }
+                step.response
+            }
+            Err(error) => {
+                tracing::info!(%from, %error, "arbiter request refused");
+                if matches!(error, ArbiterError::Equivocation { .. }) {
+                    self.log.record_equivocation(&error, from, now_ms());
+                }
+                ArbiterResponse::Refusal(error.refusal(None))
+            }
+        };
+        if self.swarm.behaviour_mut().arbiter.send_response(channel, response).is_err() {
+            tracing::debug!(%peer, "arbiter response not sent: connection closed");
+        }
+    }
+}

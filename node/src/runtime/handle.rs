@@ -1,0 +1,122 @@
+//! [`Node`]: a cheap, cloneable handle that sends commands to the event loop.
+
+use libp2p::Multiaddr;
+use tokio::sync::{mpsc, oneshot};
+use valex_proto::PeerId;
+use valex_proto::value::{Value, ValueId};
+
+use super::error::NodeError;
+use super::types::{ArbiterInfo, ExchangeRequestCmd, ExchangeResult, PeerInfo, SessionInfo, ValueInfo};
+use crate::exchange::{NodeState, SessionId};
+
+/// What the handle asks the event loop to do; each carries its reply channel.
+#[derive(Debug)]
+pub(crate) enum Command {
+    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    Dial(Multiaddr, oneshot::Sender<Result<(), NodeError>>),
+    Issue { kind: String, amount: u64, payload: Vec<u8>, reply: oneshot::Sender<Result<Value, NodeError>> },
+    Import(Value, oneshot::Sender<Result<(), NodeError>>),
+    Values(oneshot::Sender<Vec<ValueInfo>>),
+    Value(ValueId, oneshot::Sender<Option<ValueInfo>>),
+    StartExchange(ExchangeRequestCmd, oneshot::Sender<Result<SessionId, NodeError>>),
+    WaitSession(SessionId, oneshot::Sender<Result<ExchangeResult, NodeError>>),
+    Sessions(oneshot::Sender<Vec<SessionInfo>>),
+    Arbiters(oneshot::Sender<Vec<ArbiterInfo>>),
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    Snapshot(oneshot::Sender<NodeState>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A running node. Clone it freely; every clone talks to the same event loop.
+///
+/// Commands fail with [`NodeError::Stopped`] once the node has shut down.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub(crate) peer_id: PeerId,
+    pub(crate) commands: mpsc::Sender<Command>,
+}
+
+impl Node {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// This node's PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The addresses the node listens on (with the real ports).
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
+        self.ask(Command::ListenAddrs).await
+    }
+
+    /// Connects to `addr`; returns once the connection is established.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
+        self.ask(|tx| Command::Dial(addr, tx)).await?
+    }
+
+    /// Issues a value under the node's own key (serial from the OS rng) into its vault.
+    pub async fn issue(&self, kind: String, amount: u64, payload: Vec<u8>) -> Result<Value, NodeError> {
+        self.ask(|reply| Command::Issue { kind, amount, payload, reply }).await?
+    }
+
+    /// Adds a value the owner brings in (checked against the policy) to the vault.
+    pub async fn import(&self, value: Value) -> Result<(), NodeError> {
+        self.ask(|tx| Command::Import(value, tx)).await?
+    }
+
+    /// Every value in the vault.
+    pub async fn values(&self) -> Result<Vec<ValueInfo>, NodeError> {
+        self.ask(Command::Values).await
+    }
+
+    /// One value of the vault.
+    pub async fn value(&self, id: ValueId) -> Result<Option<ValueInfo>, NodeError> {
+        self.ask(|tx| Command::Value(id, tx)).await
+    }
+
+    /// Runs an exchange as initiator and waits until it has ended on this side.
+    pub async fn exchange(&self, request: ExchangeRequestCmd) -> Result<ExchangeResult, NodeError> {
+        let session = self.start_exchange(request).await?;
+        self.wait_session(session).await
+    }
+
+    /// Starts an exchange; returns once M1 is persisted and sent.
+    pub async fn start_exchange(&self, request: ExchangeRequestCmd) -> Result<SessionId, NodeError> {
+        self.ask(|tx| Command::StartExchange(request, tx)).await?
+    }
+
+    /// Waits until `session` has ended on this side.
+    pub async fn wait_session(&self, session: SessionId) -> Result<ExchangeResult, NodeError> {
+        self.ask(|tx| Command::WaitSession(session, tx)).await?
+    }
+
+    /// Every session, open or ended.
+    pub async fn sessions(&self) -> Result<Vec<SessionInfo>, NodeError> {
+        self.ask(Command::Sessions).await
+    }
+
+    /// The arbiter directory's live entries.
+    pub async fn arbiters(&self) -> Result<Vec<ArbiterInfo>, NodeError> {
+        self.ask(Command::Arbiters).await
+    }
+
+    /// Known peers.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeError> {
+        self.ask(Command::Peers).await
+    }
+
+    /// The node's state as last committed (for audits of protocol.md §6).
+    pub async fn snapshot(&self) -> Result<NodeState, NodeError> {
+        self.ask(Command::Snapshot).await
+    }
+
+    /// Stops the node: the event loop ends, connections close. Open sessions resume at the next
+    /// start from the same store.
+    pub async fn shutdown(&self) -> Result<(), NodeError> {
+        self.ask(Command::Shutdown).await
+    }
+}

@@ -1,0 +1,30 @@
+//! The embeddable node: [`start`] spawns an event loop that owns the swarm, the exchange core
+//! and the store; [`Node`] is the handle a host service (or the CLI) drives it with.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), valex_node::runtime::NodeError> {
+//! use valex_node::runtime::{NodeConfig, start};
+//! use valex_node::store::MemoryStore;
+//! use valex_proto::crypto::Keypair;
+//!
+//! let (node, event_loop) = start(NodeConfig::new(Keypair::generate()), MemoryStore::default()).await?;
+//! let ticket = node.issue("ticket".into(), 1, b"seat 12A".to_vec()).await?;
+//! println!("{} listening on {:?}, issued {}", node.peer_id(), node.listen_addrs().await?, ticket.id());
+//! node.shutdown().await?;
+//! event_loop.join().await;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod event_loop;
+pub mod handle;
+pub mod types;
+
+pub use config::{DiscoveryConfig, NodeConfig};
+#[doc(hidden)]
+pub use config::{DropPredicate, FaultPoint, Faults};
+pub use error::NodeError;
+pub use event_loop::{EventLoopHandle, start};
+pub use handle::Node;
+pub use types::{ArbiterInfo, ExchangeRequestCmd, ExchangeResult, PeerInfo, SessionInfo, ValueInfo};

@@ -1,0 +1,255 @@
+//! libp2p request-response codecs for the exchange (`/valex/exchange/1.0.0`) and arbiter
+//! (`/valex/arbiter/1.0.0`) protocols.
+//!
+//! A frame is `u32 big-endian length ‖ protobuf bytes`. A frame longer than
+//! [`MAX_FRAME_BYTES`] is refused from its length alone, before anything is allocated; bytes that
+//! do not decode are refused with the typed [`DecodeError`], carried in an [`io::Error`] of kind
+//! [`io::ErrorKind::InvalidData`] (recover it with [`decode_error`]).
+//!
+//! ```
+//! use futures::executor::block_on;
+//! use valex_proto::codec::{read_frame, write_frame};
+//!
+//! let mut wire = Vec::new();
+//! block_on(write_frame(&mut wire, b"hello")).unwrap();
+//! assert_eq!(&wire[..4], &[0, 0, 0, 5]);
+//! let back = block_on(read_frame(&mut &wire[..])).unwrap();
+//! assert_eq!(back, b"hello");
+//! ```
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use libp2p::request_response::Codec;
+
+use crate::limits::MAX_FRAME_BYTES;
+use crate::message::{ArbiterRequest, ArbiterResponse, DecodeError, ExchangeRequest, ExchangeResponse};
+
+/// The exchange protocol's name (M1–M4).
+pub const EXCHANGE_PROTOCOL: StreamProtocol = StreamProtocol::new("/valex/exchange/1.0.0");
+/// The arbiter protocol's name (cancel, complete, query).
+pub const ARBITER_PROTOCOL: StreamProtocol = StreamProtocol::new("/valex/arbiter/1.0.0");
+
+/// Kademlia's protocol name on a valex network (keeps valex's DHT apart from others).
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/valex/kad/1.0.0");
+/// The gossipsub topic arbiters announce themselves on (protocol.md §7).
+pub const ARBITER_TOPIC: &str = "valex/arbiters/v1";
+/// The identify protocol version string of valex nodes and arbiters.
+pub const IDENTIFY_PROTOCOL: &str = "/valex/id/1.0.0";
+
+/// The Kademlia provider key arbiters provide: `H("valex/arbiter/v1")` (protocol.md §7).
+pub fn arbiter_provider_key() -> Vec<u8> {
+    crate::Digest::of(b"valex/arbiter/v1").0.to_vec()
+}
+
+/// Why a key or peer id could not be converted between this crate's identity types and libp2p's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("identity conversion failed: {0}")]
+pub struct IdentityError(String);
+
+/// The libp2p swarm's form of a PeerId (libp2p may use a newer `libp2p-identity` than this crate).
+pub fn to_swarm_peer(peer: &crate::PeerId) -> Result<libp2p::PeerId, IdentityError> {
+    libp2p::PeerId::from_bytes(&peer.to_bytes()).map_err(|e| IdentityError(e.to_string()))
+}
+
+/// This crate's form of a PeerId the swarm authenticated.
+pub fn from_swarm_peer(peer: &libp2p::PeerId) -> Result<crate::PeerId, IdentityError> {
+    crate::PeerId::from_bytes(&peer.to_bytes()).map_err(|e| IdentityError(e.to_string()))
+}
+
+/// The libp2p swarm's form of a node's key (same ed25519 secret).
+pub fn to_swarm_keypair(key: &crate::crypto::Keypair) -> Result<libp2p::identity::Keypair, IdentityError> {
+    libp2p::identity::Keypair::ed25519_from_bytes(key.seed()).map_err(|e| IdentityError(e.to_string()))
+}
+
+fn invalid(error: DecodeError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error)
+}
+
+/// The typed decode error inside an I/O error returned by these codecs, if that is what it is.
+pub fn decode_error(error: &io::Error) -> Option<&DecodeError> {
+    error.get_ref().and_then(|inner| inner.downcast_ref::<DecodeError>())
+}
+
+/// Reads one length-prefixed frame, refusing lengths over [`MAX_FRAME_BYTES`] before allocating.
+pub async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut len_bytes = [0u8; 4];
+    io.read_exact(&mut len_bytes).await?;
+    let len = u32::from_be_bytes(len_bytes) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(invalid(DecodeError::TooLarge { len, max: MAX_FRAME_BYTES }));
+    }
+    let mut frame = vec![0u8; len];
+    io.read_exact(&mut frame).await?;
+    Ok(frame)
+}
+
+/// Writes one length-prefixed frame, refusing frames over [`MAX_FRAME_BYTES`], and flushes.
+pub async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, frame: &[u8]) -> io::Result<()> {
+    if frame.len() > MAX_FRAME_BYTES {
+        return Err(invalid(DecodeError::TooLarge { len: frame.len(), max: MAX_FRAME_BYTES }));
+    }
+    let len = u32::try_from(frame.len()).map_err(|_| invalid(DecodeError::TooLarge { len: frame.len(), max: MAX_FRAME_BYTES }))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(frame).await?;
+    io.flush().await
+}
+
+/// The codec of `/valex/exchange/1.0.0`: [`ExchangeRequest`] (M1, M3) and [`ExchangeResponse`]
+/// (M2, M4, refusal).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExchangeCodec;
+
+impl Codec for ExchangeCodec {
+    type Protocol = StreamProtocol;
+    type Request = ExchangeRequest;
+    type Response = ExchangeResponse;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<ExchangeRequest>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        ExchangeRequest::decode(&read_frame(io).await?).map_err(invalid)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<ExchangeResponse>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        ExchangeResponse::decode(&read_frame(io).await?).map_err(invalid)
+    }
+
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, request: ExchangeRequest) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &request.encode()).await
+    }
+
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, response: ExchangeResponse) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &response.encode()).await
+    }
+}
+
+/// The codec of `/valex/arbiter/1.0.0`: [`ArbiterRequest`] and [`ArbiterResponse`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ArbiterCodec;
+
+impl Codec for ArbiterCodec {
+    type Protocol = StreamProtocol;
+    type Request = ArbiterRequest;
+    type Response = ArbiterResponse;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<ArbiterRequest>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        ArbiterRequest::decode(&read_frame(io).await?).map_err(invalid)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<ArbiterResponse>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        ArbiterResponse::decode(&read_frame(io).await?).map_err(invalid)
+    }
+
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, request: ArbiterRequest) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &request.encode()).await
+    }
+
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, response: ArbiterResponse) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &response.encode()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::executor::block_on;
+
+    use super::*;
+    use crate::Digest;
+    use crate::message::{Confirm, Reveal};
+
+    fn m3() -> ExchangeRequest {
+        ExchangeRequest::Confirm(Confirm { s1: Digest([1; 32]), s2: Digest([2; 32]), se: crate::Signature([3; 64]) })
+    }
+
+    #[test]
+    fn requests_and_responses_round_trip() {
+        let mut codec = ExchangeCodec;
+        let mut wire = Vec::new();
+        block_on(codec.write_request(&EXCHANGE_PROTOCOL, &mut wire, m3())).unwrap();
+        assert_eq!(u32::from_be_bytes(wire[..4].try_into().unwrap()) as usize, wire.len() - 4);
+        assert_eq!(block_on(codec.read_request(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap(), m3());
+
+        let m4 = ExchangeResponse::Reveal(Reveal { s1: Digest([1; 32]), r2: [7; 32] });
+        let mut wire = Vec::new();
+        block_on(codec.write_response(&EXCHANGE_PROTOCOL, &mut wire, m4.clone())).unwrap();
+        assert_eq!(block_on(codec.read_response(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap(), m4);
+
+        let mut arbiter = ArbiterCodec;
+        let query = ArbiterRequest::Query { s2: Digest([5; 32]) };
+        let mut wire = Vec::new();
+        block_on(arbiter.write_request(&ARBITER_PROTOCOL, &mut wire, query.clone())).unwrap();
+        assert_eq!(block_on(arbiter.read_request(&ARBITER_PROTOCOL, &mut &wire[..])).unwrap(), query);
+    }
+
+    #[test]
+    fn identities_convert_both_ways() {
+        let key = crate::crypto::Keypair::from_seed([4; 32]);
+        let swarm_key = to_swarm_keypair(&key).unwrap();
+        let swarm_peer = swarm_key.public().to_peer_id();
+        assert_eq!(to_swarm_peer(&key.peer_id()).unwrap(), swarm_peer);
+        assert_eq!(from_swarm_peer(&swarm_peer).unwrap(), key.peer_id());
+    }
+
+    #[test]
+    fn oversize_frames_are_refused_from_their_length() {
+        // Only the length prefix: the codec must refuse without waiting for (or allocating) the body.
+        let wire = ((MAX_FRAME_BYTES + 1) as u32).to_be_bytes();
+        let error = block_on(ExchangeCodec.read_request(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert!(matches!(decode_error(&error), Some(DecodeError::TooLarge { .. })));
+        let wire = u32::MAX.to_be_bytes();
+        let error = block_on(ArbiterCodec.read_response(&ARBITER_PROTOCOL, &mut &wire[..])).unwrap_err();
+        assert!(matches!(decode_error(&error), Some(DecodeError::TooLarge { .. })));
+        let mut sink = Vec::new();
+        let error = block_on(write_frame(&mut sink, &vec![0; MAX_FRAME_BYTES + 1])).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert!(sink.is_empty());
+    }
+
+    #[test]
+    fn truncated_frames_are_io_errors() {
+        let mut wire = Vec::new();
+        block_on(write_frame(&mut wire, &m3().encode())).unwrap();
+        for cut in [0, 2, 4, wire.len() - 1] {
+            let error = block_on(ExchangeCodec.read_request(&EXCHANGE_PROTOCOL, &mut &wire[..cut])).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_a_typed_decode_error() {
+        let mut wire = Vec::new();
+        block_on(write_frame(&mut wire, &[0xff; 12])).unwrap();
+        let error = block_on(ExchangeCodec.read_request(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert!(matches!(decode_error(&error), Some(DecodeError::Protobuf(_))));
+        let mut wire = Vec::new();
+        block_on(write_frame(&mut wire, &[])).unwrap();
+        let error = block_on(ArbiterCodec.read_request(&ARBITER_PROTOCOL, &mut &wire[..])).unwrap_err();
+        assert!(matches!(decode_error(&error), Some(DecodeError::Missing(_))));
+    }
+}

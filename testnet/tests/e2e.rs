@@ -1,0 +1,822 @@
+//! End-to-end tests: real libp2p swarms in one process (127.0.0.1, tcp port 0), nodes and the
+//! arbiter server on RocksDB stores in temporary directories, and protocol.md §6 audited over every
+//! vault and the arbiter's decisions after each run.
+//!
+//! Crashes are modelled by shutting a node's event loop down at a chosen moment: every state
+//! change is committed (synced) before the message that reveals it, so stopping the loop between
+//! two steps is exactly a crash there. The node restarts from the same RocksDB directory and the
+//! same address.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+use tokio::sync::mpsc;
+use valex_arbiter::DecisionRecord;
+use valex_arbiter::server::{self, ArbiterConfig, ArbiterHandle};
+use valex_arbiter::store::DecisionStore;
+use valex_node::exchange::{ArbiterPolicy, NodeState, SessionId, SessionOutcome, StaticPolicy, Timing};
+use valex_node::runtime::{self, DiscoveryConfig, EventLoopHandle, ExchangeRequestCmd, FaultPoint, Faults, Node, NodeConfig};
+use valex_node::store::{RocksStore, Store};
+use valex_proto::crypto::Keypair;
+use valex_proto::message::{ExchangeRequest, ExchangeResponse, Want};
+use valex_proto::value::ValueId;
+use valex_proto::{Digest, PeerId};
+use valex_testnet::invariants::{NamedState, check_always, check_at_rest};
+
+const STEP: Duration = Duration::from_secs(30);
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}
+
+async fn within<T>(what: &str, limit: Duration, future: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
+    }
+}
+
+/// Waits until `check` holds, re-checking the node's state every 20 ms, for at most `limit`.
+async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    within(what, limit, async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+fn fast_timing() -> Timing {
+    Timing { grace_ms: 500, retry_ms: 300, arbiter_retry_max_ms: 1_500 }
+}
+
+fn with_p2p(addr: &Multiaddr, peer: &PeerId) -> Multiaddr {
+    let peer = libp2p::PeerId::from_bytes(&peer.to_bytes()).unwrap();
+    addr.clone().with(Protocol::P2p(peer))
+}
+
+/// A running arbiter server on a RocksDB decision store, and what it needs to restart the same.
+struct TestArbiter {
+    key: Keypair,
+    dir: PathBuf,
+    addr: Multiaddr,
+    handle: ArbiterHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestArbiter {
+    async fn start(seed: u8, dir: &Path) -> Self {
+        let key = Keypair::from_seed([seed; 32]);
+        Self::start_at(key, dir.join("arbiter"), "/ip4/127.0.0.1/tcp/0".parse().unwrap()).await
+    }
+
+    async fn start_at(key: Keypair, dir: PathBuf, listen: Multiaddr) -> Self {
+        let mut config = ArbiterConfig::new(key.clone(), "test-arbiter");
+        config.listen = vec![listen];
+        config.announce_interval = Duration::from_millis(500);
+        config.provide_interval = Duration::from_secs(2);
+        let store = DecisionStore::open(&dir, key.peer_id()).unwrap();
+        let (handle, task) = within("arbiter start", STEP, server::start(config, store)).await.unwrap();
+        let addr = handle.listen_addrs().await.unwrap()[0].clone();
+        Self { key, dir, addr, handle, task }
+    }
+
+    fn peer(&self) -> PeerId {
+        self.key.peer_id()
+    }
+
+    fn dial_addr(&self) -> Multiaddr {
+        with_p2p(&self.addr, &self.peer())
+    }
+
+    async fn stop(self) -> StoppedArbiter {
+        self.handle.shutdown().await.unwrap();
+        within("arbiter stop", STEP, self.task).await.unwrap();
+        StoppedArbiter { key: self.key, dir: self.dir, addr: self.addr }
+    }
+
+    async fn decisions(&self) -> BTreeMap<Digest, DecisionRecord> {
+        self.handle.decisions().await.unwrap()
+    }
+}
+
+/// A stopped arbiter: restart it from the same store and address.
+struct StoppedArbiter {
+    key: Keypair,
+    dir: PathBuf,
+    addr: Multiaddr,
+}
+
+impl StoppedArbiter {
+    async fn restart(self) -> TestArbiter {
+        TestArbiter::start_at(self.key, self.dir, self.addr).await
+    }
+
+    fn decisions(&self) -> BTreeMap<Digest, DecisionRecord> {
+        DecisionStore::open(&self.dir, self.key.peer_id()).unwrap().load().unwrap().decisions
+    }
+}
+
+/// How a test node is set up.
+#[derive(Clone)]
+struct Setup {
+    discovery: DiscoveryConfig,
+    faults: Faults,
+    max_open_sessions_per_peer: usize,
+    arbiters: ArbiterPolicy,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            discovery: DiscoveryConfig {
+                kademlia: true,
+                gossipsub: true,
+                entry_ttl: Duration::from_secs(60),
+                provider_query_interval: Duration::from_millis(500),
+            },
+            faults: Faults::default(),
+            max_open_sessions_per_peer: 64,
+            arbiters: ArbiterPolicy::Any,
+        }
+    }
+}
+
+/// A running node on a RocksDB store, and what it needs to restart the same.
+struct TestNode {
+    name: &'static str,
+    key: Keypair,
+    dir: PathBuf,
+    addr: Multiaddr,
+    node: Node,
+    event_loop: EventLoopHandle,
+}
+
+impl TestNode {
+    async fn start(name: &'static str, seed: u8, dir: &Path, bootstrap: Vec<Multiaddr>, setup: Setup) -> Self {
+        let key = Keypair::from_seed([seed; 32]);
+        Self::start_at(name, key, dir.join(name), "/ip4/127.0.0.1/tcp/0".parse().unwrap(), bootstrap, setup).await
+    }
+
+    async fn start_at(name: &'static str, key: Keypair, dir: PathBuf, listen: Multiaddr, bootstrap: Vec<Multiaddr>, setup: Setup) -> Self {
+        let mut config = NodeConfig::new(key.clone());
+        config.listen = vec![listen];
+        config.bootstrap = bootstrap;
+        config.policy = Arc::new(StaticPolicy {
+            max_open_sessions_per_peer: setup.max_open_sessions_per_peer,
+            arbiters: setup.arbiters,
+            ..StaticPolicy::default()
+        });
+        config.timing = fast_timing();
+        config.default_ttl_ms = 5_000;
+        config.discovery = setup.discovery;
+        config.faults = setup.faults;
+        let store = RocksStore::open(&dir).unwrap();
+        let (node, event_loop) = within("node start", STEP, runtime::start(config, store)).await.unwrap();
+        let addr = node.listen_addrs().await.unwrap()[0].clone();
+        Self { name, key, dir, addr, node, event_loop }
+    }
+
+    fn peer(&self) -> PeerId {
+        self.key.peer_id()
+    }
+
+    fn dial_addr(&self) -> Multiaddr {
+        with_p2p(&self.addr, &self.peer())
+    }
+
+    /// Stops the node between two steps: a crash, as far as its store can tell.
+    async fn crash(self) -> StoppedNode {
+        self.node.shutdown().await.unwrap();
+        within("node stop", STEP, self.event_loop.join()).await;
+        StoppedNode { name: self.name, key: self.key, dir: self.dir, addr: self.addr }
+    }
+
+    async fn snapshot(&self) -> NodeState {
+        self.node.snapshot().await.unwrap()
+    }
+
+    async fn wait_terminal(&self, session: SessionId) -> valex_node::runtime::ExchangeResult {
+        within("session end", Duration::from_secs(60), self.node.wait_session(session)).await.unwrap()
+    }
+}
+
+/// A stopped node: restart it from the same store and address.
+struct StoppedNode {
+    name: &'static str,
+    key: Keypair,
+    dir: PathBuf,
+    addr: Multiaddr,
+}
+
+impl StoppedNode {
+    async fn restart(self, bootstrap: Vec<Multiaddr>, setup: Setup) -> TestNode {
+        TestNode::start_at(self.name, self.key, self.dir, self.addr, bootstrap, setup).await
+    }
+
+    fn state(&self) -> NodeState {
+        RocksStore::open(&self.dir).unwrap().load().unwrap().state
+    }
+}
+
+/// protocol.md §6 over the nodes' states and the arbiter's decisions: what must always hold, and
+/// what must hold at rest (every session ended) for the values issued in the test.
+fn audit(states: &[(&str, NodeState)], decisions: &BTreeMap<Digest, DecisionRecord>, issued: &[ValueId]) {
+    let named: Vec<NamedState<'_>> = states.iter().map(|(name, state)| NamedState { name, state }).collect();
+    check_always(&named, decisions).unwrap();
+    assert!(
+        valex_testnet::invariants::all_terminal(&named),
+        "not at rest: {:#?}",
+        states.iter().map(|(n, s)| (n, s.open_sessions().count())).collect::<Vec<_>>()
+    );
+    check_at_rest(&named, issued).unwrap();
+}
+
+async fn wait_for_arbiter(node: &TestNode, arbiter: PeerId, via_kademlia: bool) {
+    wait_until("arbiter in the directory", STEP, || async {
+        node.node.arbiters().await.unwrap().iter().any(|a| a.peer == arbiter && if via_kademlia { a.via_kademlia } else { a.via_gossipsub })
+    })
+    .await;
+}
+
+fn swap(give: ValueId, peer: PeerId, arbiter: Option<PeerId>, ttl_ms: u64) -> ExchangeRequestCmd {
+    ExchangeRequestCmd {
+        peer,
+        give,
+        want: Want::KindAmount { kind: "voucher".into(), amount: 5, issuer: None },
+        arbiter,
+        ttl_ms: Some(ttl_ms),
+    }
+}
+
+/// One normal exchange with the arbiter found through the given discovery source only.
+async fn normal_exchange(kademlia: bool) {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let arbiter = TestArbiter::start(9, dir.path()).await;
+    let setup = Setup { discovery: DiscoveryConfig { kademlia, gossipsub: !kademlia, ..Setup::default().discovery }, ..Setup::default() };
+    let b = TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], setup.clone()).await;
+    let a = TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], setup).await;
+    wait_for_arbiter(&a, arbiter.peer(), kademlia).await;
+    let listed = a.node.arbiters().await.unwrap();
+    assert!(listed.iter().all(|e| if kademlia { !e.via_gossipsub } else { !e.via_kademlia }), "other source used: {listed:?}");
+
+    let ticket = a.node.issue("ticket".into(), 1, b"seat 12A".to_vec()).await.unwrap();
+    let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
+    let result = within("exchange", STEP, a.node.exchange(swap(ticket.id(), b.peer(), None, 10_000))).await.unwrap();
+    assert_eq!(result.outcome, SessionOutcome::Done, "{result:?}");
+    assert!(!result.settled_by_arbiter);
+    assert_eq!(result.received.as_ref().map(|v| v.id()), Some(voucher.id()));
+    assert!(result.receipt.is_some());
+    let theirs = b.wait_terminal(result.session).await;
+    assert_eq!(theirs.outcome, SessionOutcome::Done);
+    assert_eq!(theirs.received.as_ref().map(|v| v.id()), Some(ticket.id()));
+    let sessions = a.node.sessions().await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].arbiter, arbiter.peer());
+
+    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &arbiter.decisions().await, &[ticket.id(), voucher.id()]);
+    a.crash().await;
+    b.crash().await;
+    arbiter.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_normal_exchange_with_the_arbiter_found_through_kademlia() {
+    normal_exchange(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_normal_exchange_with_the_arbiter_found_through_gossipsub() {
+    normal_exchange(false).await;
+}
+
+/// A fault predicate that reports (without dropping) the first message matching `watch`.
+fn observer(watch: impl Fn(&FaultPoint<'_>) -> bool + Send + Sync + 'static) -> (Faults, mpsc::UnboundedReceiver<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let faults = Faults {
+        drop: Some(Arc::new(move |point: &FaultPoint<'_>| {
+            if watch(point) {
+                let _ = tx.send(());
+            }
+            false
+        })),
+    };
+    (faults, rx)
+}
+
+/// (b) B crashes right after sending M2 and restarts from the same store: the exchange completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b_responder_crashes_after_m2_and_restarts() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let arbiter = TestArbiter::start(9, dir.path()).await;
+    let (b_faults, mut m2_sent) = observer(|p| matches!(p, FaultPoint::SendResponse { response: ExchangeResponse::Agree(_), .. }));
+    let b = TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], Setup { faults: b_faults, ..Setup::default() }).await;
+    // A holds its M3 back until B is down and up again, so the crash falls between M2 and M3.
+    let hold_m3 = Arc::new(AtomicBool::new(true));
+    let hold = hold_m3.clone();
+    let a_faults = Faults {
+        drop: Some(Arc::new(move |p: &FaultPoint<'_>| {
+            hold.load(Ordering::SeqCst) && matches!(p, FaultPoint::SendRequest { request: ExchangeRequest::Confirm(_), .. })
+        })),
+    };
+    let a =
+        TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], Setup { faults: a_faults, ..Setup::default() }).await;
+    wait_for_arbiter(&a, arbiter.peer(), true).await;
+    let ticket = a.node.issue("ticket".into(), 1, Vec::new()).await.unwrap();
+    let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
+    let session = a.node.start_exchange(swap(ticket.id(), b.peer(), Some(arbiter.peer()), 15_000)).await.unwrap();
+    within("M2 sent", STEP, m2_sent.recv()).await.unwrap();
+    let stopped = b.crash().await;
+    let b_state = stopped.state();
+    assert_eq!(b_state.sessions.get(&session).map(|s| s.phase_name()), Some("VALID"), "B persisted VALID before M2");
+    let b = stopped.restart(vec![arbiter.dial_addr()], Setup::default()).await;
+    hold_m3.store(false, Ordering::SeqCst);
+
+    let result = a.wait_terminal(session).await;
+    assert_eq!(result.outcome, SessionOutcome::Done, "{result:?}");
+    assert!(!result.settled_by_arbiter);
+    assert_eq!(b.wait_terminal(session).await.outcome, SessionOutcome::Done);
+    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &arbiter.decisions().await, &[ticket.id(), voucher.id()]);
+    a.crash().await;
+    b.crash().await;
+    arbiter.stop().await;
+}
+
+/// (c) A crashes after sending M3 and every r2 from B is lost: A restarts, retries M3 until the
+/// expiry and grace, then settles through the arbiter (COMPLETED).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_initiator_crashes_after_m3_with_r2_lost_and_settles_via_the_arbiter() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let arbiter = TestArbiter::start(9, dir.path()).await;
+    let b_faults = Faults {
+        drop: Some(Arc::new(|p: &FaultPoint<'_>| matches!(p, FaultPoint::SendResponse { response: ExchangeResponse::Reveal(_), .. }))),
+    };
+    let b = TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], Setup { faults: b_faults, ..Setup::default() }).await;
+    let (a_faults, mut m3_sent) = observer(|p| matches!(p, FaultPoint::SendRequest { request: ExchangeRequest::Confirm(_), .. }));
+    let a =
+        TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], Setup { faults: a_faults, ..Setup::default() }).await;
+    let ticket = a.node.issue("ticket".into(), 1, Vec::new()).await.unwrap();
+    let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
+    let session = a.node.start_exchange(swap(ticket.id(), b.peer(), Some(arbiter.peer()), 4_000)).await.unwrap();
+    within("M3 sent", STEP, m3_sent.recv()).await.unwrap();
+    // B takes M3 (DONE, r2 revealed but dropped); A crashes without ever seeing r2.
+    assert_eq!(b.wait_terminal(session).await.outcome, SessionOutcome::Done);
+    let stopped = a.crash().await;
+    assert_eq!(stopped.state().sessions.get(&session).map(|s| s.phase_name()), Some("VALID"));
+    let a = stopped.restart(vec![arbiter.dial_addr(), b.dial_addr()], Setup::default()).await;
+
+    let result = a.wait_terminal(session).await;
+    assert_eq!(result.outcome, SessionOutcome::Done, "{result:?}");
+    assert!(result.settled_by_arbiter, "A should have settled through the arbiter: {result:?}");
+    let decisions = arbiter.decisions().await;
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions.values().next().map(|d| d.decision.outcome.name()), Some("COMPLETED"));
+    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &decisions, &[ticket.id(), voucher.id()]);
+    a.crash().await;
+    b.crash().await;
+    arbiter.stop().await;
+}
+
+/// (d) M3 never arrives, so both sides need the arbiter, which is down; it comes back later on the
+/// same address with the same decisions, and both settle alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d_arbiter_down_during_resolution_and_back_later() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let arbiter = TestArbiter::start(9, dir.path()).await;
+    let arbiter_peer = arbiter.peer();
+    let b = TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], Setup::default()).await;
+    let a_faults = Faults {
+        drop: Some(Arc::new(|p: &FaultPoint<'_>| matches!(p, FaultPoint::SendRequest { request: ExchangeRequest::Confirm(_), .. }))),
+    };
+    let a =
+        TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], Setup { faults: a_faults, ..Setup::default() }).await;
+    let ticket = a.node.issue("ticket".into(), 1, Vec::new()).await.unwrap();
+    let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
+    let stopped_arbiter = arbiter.stop().await;
+    let session = a.node.start_exchange(swap(ticket.id(), b.peer(), Some(arbiter_peer), 2_000)).await.unwrap();
+    // Both reach the arbiter phase while it is down: B PENDING (no M3 by expiry), A RESOLVING.
+    wait_until("A resolving and B pending", STEP, || async {
+        let a_phase = a.node.sessions().await.unwrap().first().map(|s| s.phase);
+        let b_phase = b.node.sessions().await.unwrap().first().map(|s| s.phase);
+        a_phase == Some("RESOLVING") && b_phase == Some("PENDING")
+    })
+    .await;
+    assert!(stopped_arbiter.decisions().is_empty());
+    let arbiter = stopped_arbiter.restart().await;
+
+    let ours = a.wait_terminal(session).await;
+    let theirs = b.wait_terminal(session).await;
+    assert!(ours.settled_by_arbiter && theirs.settled_by_arbiter);
+    assert_eq!(ours.outcome, theirs.outcome, "A {ours:?} / B {theirs:?}");
+    let decisions = arbiter.decisions().await;
+    assert_eq!(decisions.len(), 1);
+    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &decisions, &[ticket.id(), voucher.id()]);
+    a.crash().await;
+    b.crash().await;
+    arbiter.stop().await;
+}
+
+/// (e) Both parties crash mid-exchange (A VALID with M3 held back, B VALID) and restart from
+/// their stores: the exchange completes without the arbiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_both_parties_restart_mid_exchange() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let arbiter = TestArbiter::start(9, dir.path()).await;
+    let b = TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], Setup::default()).await;
+    let a_faults = Faults {
+        drop: Some(Arc::new(|p: &FaultPoint<'_>| matches!(p, FaultPoint::SendRequest { request: ExchangeRequest::Confirm(_), .. }))),
+    };
+    let a =
+        TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], Setup { faults: a_faults, ..Setup::default() }).await;
+    let ticket = a.node.issue("ticket".into(), 1, Vec::new()).await.unwrap();
+    let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
+    let session = a.node.start_exchange(swap(ticket.id(), b.peer(), Some(arbiter.peer()), 20_000)).await.unwrap();
+    wait_until("A VALID", STEP, || async { a.node.sessions().await.unwrap().first().map(|s| s.phase) == Some("VALID") }).await;
+    let b_stopped = b.crash().await;
+    let a_stopped = a.crash().await;
+    let b = b_stopped.restart(vec![arbiter.dial_addr()], Setup::default()).await;
+    let a = a_stopped.restart(vec![arbiter.dial_addr(), b.dial_addr()], Setup::default()).await;
+
+    let ours = a.wait_terminal(session).await;
+    assert_eq!(ours.outcome, SessionOutcome::Done, "{ours:?}");
+    assert!(!ours.settled_by_arbiter);
+    assert_eq!(b.wait_terminal(session).await.outcome, SessionOutcome::Done);
+    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &arbiter.decisions().await, &[ticket.id(), voucher.id()]);
+    a.crash().await;
+    b.crash().await;
+    arbiter.stop().await;
+}
+
+/// (f) 100 exchanges at once between the same two nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f_one_hundred_concurrent_exchanges() {
+    init_tracing();
+    const N: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let arbiter = TestArbiter::start(9, dir.path()).await;
+    let setup = Setup { max_open_sessions_per_peer: 2 * N, ..Setup::default() };
+    let b = TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], setup.clone()).await;
+    let a = TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], setup).await;
+    wait_for_arbiter(&a, arbiter.peer(), true).await;
+    let mut issued = Vec::new();
+    let mut tickets = Vec::new();
+    for i in 0..N {
+        let ticket = a.node.issue("ticket".into(), 1, format!("seat {i}").into_bytes()).await.unwrap();
+        let voucher = b.node.issue("voucher".into(), 5, format!("voucher {i}").into_bytes()).await.unwrap();
+        issued.extend([ticket.id(), voucher.id()]);
+        tickets.push(ticket.id());
+    }
+    let exchanges = tickets.iter().map(|ticket| a.node.exchange(swap(*ticket, b.peer(), None, 30_000)));
+    let results = within("100 exchanges", Duration::from_secs(90), futures::future::join_all(exchanges)).await;
+    for result in &results {
+        let result = result.as_ref().unwrap();
+        assert_eq!(result.outcome, SessionOutcome::Done, "{result:?}");
+    }
+    for result in &results {
+        b.wait_terminal(result.as_ref().unwrap().session).await;
+    }
+    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &arbiter.decisions().await, &issued);
+    a.crash().await;
+    b.crash().await;
+    arbiter.stop().await;
+}
+
+/// B accepts only an arbiter A does not know; A picks the one its directory has, and B refuses
+/// M1 with ARBITER_NOT_ACCEPTED: the exchange aborts and says why (nothing moved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g_an_arbiter_the_responder_refuses_aborts_the_exchange_and_says_so() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let arbiter = TestArbiter::start(9, dir.path()).await;
+    let other = Keypair::from_seed([10; 32]).peer_id();
+    let b_setup = Setup { arbiters: ArbiterPolicy::only([other]), ..Setup::default() };
+    let b = TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], b_setup).await;
+    let a = TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], Setup::default()).await;
+    wait_for_arbiter(&a, arbiter.peer(), true).await;
+    let ticket = a.node.issue("ticket".into(), 1, Vec::new()).await.unwrap();
+    let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
+    let result = within("exchange", STEP, a.node.exchange(swap(ticket.id(), b.peer(), None, 10_000))).await.unwrap();
+    assert_eq!(result.outcome, SessionOutcome::Aborted, "{result:?}");
+    assert_eq!(result.aborted_reason, Some("ARBITER_NOT_ACCEPTED"));
+    assert!(b.node.sessions().await.unwrap().is_empty());
+    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &arbiter.decisions().await, &[ticket.id(), voucher.id()]);
+    a.crash().await;
+    b.crash().await;
+    arbiter.stop().await;
+}
+
+/// The responder's per-peer cap on open sessions (policy) refuses the M1 beyond it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h_the_per_peer_cap_on_open_sessions_refuses_extra_offers() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let arbiter = TestArbiter::start(9, dir.path()).await;
+    let b =
+        TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], Setup { max_open_sessions_per_peer: 1, ..Setup::default() }).await;
+    // A holds M3 back, so its first session stays open on B until the expiry.
+    let a_faults = Faults {
+        drop: Some(Arc::new(|p: &FaultPoint<'_>| matches!(p, FaultPoint::SendRequest { request: ExchangeRequest::Confirm(_), .. }))),
+    };
+    let a =
+        TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], Setup { faults: a_faults, ..Setup::default() }).await;
+    let tickets =
+        [a.node.issue("ticket".into(), 1, b"1".to_vec()).await.unwrap(), a.node.issue("ticket".into(), 1, b"2".to_vec()).await.unwrap()];
+    let vouchers =
+        [b.node.issue("voucher".into(), 5, b"1".to_vec()).await.unwrap(), b.node.issue("voucher".into(), 5, b"2".to_vec()).await.unwrap()];
+    let first = a.node.start_exchange(swap(tickets[0].id(), b.peer(), Some(arbiter.peer()), 2_000)).await.unwrap();
+    wait_until("first session VALID on B", STEP, || async { b.node.sessions().await.unwrap().len() == 1 }).await;
+    let second =
+        within("second exchange", STEP, a.node.exchange(swap(tickets[1].id(), b.peer(), Some(arbiter.peer()), 2_000))).await.unwrap();
+    assert_eq!(second.outcome, SessionOutcome::Aborted, "{second:?}");
+    assert_eq!(second.aborted_reason, Some("TOO_MANY_SESSIONS"));
+    // The first one ends through the arbiter (M3 never arrives).
+    let ours = a.wait_terminal(first).await;
+    let theirs = b.wait_terminal(first).await;
+    assert_eq!(ours.outcome, theirs.outcome);
+    let issued: Vec<ValueId> = tickets.iter().chain(&vouchers).map(|v| v.id()).collect();
+    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &arbiter.decisions().await, &issued);
+    a.crash().await;
+    b.crash().await;
+    arbiter.stop().await;
+}
+
+/// A peer that speaks `/valex/exchange/1.0.0` with raw bytes of its choosing.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl libp2p::request_response::Codec for RawCodec {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &Self::Protocol, io: &mut T) -> std::io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        read_all(io).await
+    }
+
+    async fn read_response<T>(&mut self, _: &Self::Protocol, io: &mut T) -> std::io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        read_all(io).await
+    }
+
+    async fn write_request<T>(&mut self, _: &Self::Protocol, io: &mut T, request: Vec<u8>) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        futures::AsyncWriteExt::write_all(io, &request).await
+    }
+
+    async fn write_response<T>(&mut self, _: &Self::Protocol, io: &mut T, response: Vec<u8>) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        futures::AsyncWriteExt::write_all(io, &response).await
+    }
+}
+
+async fn read_all<T: futures::AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    futures::AsyncReadExt::read_to_end(&mut futures::AsyncReadExt::take(io, 1 << 20), &mut bytes).await?;
+    Ok(bytes)
+}
+
+fn framed(bytes: &[u8]) -> Vec<u8> {
+    let mut frame = (bytes.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(bytes);
+    frame
+}
+
+/// Garbage, an oversize length prefix and a well-formed M3 for an unknown session, from a raw
+/// peer: the node refuses each (the last with a typed UNKNOWN_SESSION refusal), changes nothing,
+/// and keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i_garbage_and_oversize_frames_from_a_malicious_peer_change_nothing() {
+    use futures::StreamExt;
+    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::swarm::SwarmEvent;
+
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestNode::start("B", 2, dir.path(), Vec::new(), Setup::default()).await;
+    let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
+    let before = b.snapshot().await;
+
+    let key = valex_proto::codec::to_swarm_keypair(&Keypair::from_seed([66; 32])).unwrap();
+    let mut attacker = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(libp2p::tcp::Config::default(), libp2p::noise::Config::new, libp2p::yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::<RawCodec>::new(
+                [(valex_proto::codec::EXCHANGE_PROTOCOL, ProtocolSupport::Outbound)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
+            )
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let b_peer = libp2p::PeerId::from_bytes(&b.peer().to_bytes()).unwrap();
+    attacker.dial(b.dial_addr()).unwrap();
+
+    let unknown_m3 = ExchangeRequest::Confirm(valex_proto::message::Confirm {
+        s1: Digest([1; 32]),
+        s2: Digest([2; 32]),
+        se: valex_proto::Signature([3; 64]),
+    });
+    let payloads = [u32::MAX.to_be_bytes().to_vec(), framed(&[0xff; 40]), framed(&[]), framed(&unknown_m3.encode())];
+    let mut answers = Vec::new();
+    for payload in payloads {
+        attacker.behaviour_mut().send_request_with_addresses(&b_peer, payload, vec![b.addr.clone()]);
+        let answer = within("answer to the raw request", STEP, async {
+            loop {
+                match attacker.select_next_some().await {
+                    SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: request_response::Message::Response { response, .. },
+                        ..
+                    }) => break Some(response),
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure { .. }) => break None,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        answers.push(answer);
+    }
+    // The undecodable ones get no answer (the stream is dropped); the M3 gets a typed refusal.
+    for answer in &answers[..3] {
+        assert!(answer.as_ref().is_none_or(|bytes| bytes.is_empty()), "undecodable request answered: {answer:?}");
+    }
+    let refusal = answers[3].as_ref().expect("the well-formed M3 is answered");
+    match ExchangeResponse::decode(&refusal[4..]).unwrap() {
+        ExchangeResponse::Refusal(refusal) => assert_eq!(refusal.code, valex_proto::ErrorCode::UnknownSession),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(b.snapshot().await, before);
+    assert!(b.node.value(voucher.id()).await.unwrap().is_some());
+    b.crash().await;
+}
+
+/// An injected failure of a store or decision log.
+#[derive(Debug, thiserror::Error)]
+#[error("injected failure: {0}")]
+struct Injected(String);
+
+/// Fails while its counter is above zero (counting down), then passes through.
+fn take_failure(failures: &AtomicUsize) -> bool {
+    failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+}
+
+/// A node store whose commits fail on demand.
+struct FlakyStore {
+    inner: RocksStore,
+    failures: Arc<AtomicUsize>,
+}
+
+impl Store for FlakyStore {
+    type Error = Injected;
+
+    fn commit(&mut self, batch: &valex_node::exchange::WriteBatch) -> Result<(), Injected> {
+        if take_failure(&self.failures) {
+            return Err(Injected("commit".into()));
+        }
+        self.inner.commit(batch).map_err(|e| Injected(e.to_string()))
+    }
+
+    fn load(&mut self) -> Result<valex_node::store::Loaded, Injected> {
+        self.inner.load().map_err(|e| Injected(e.to_string()))
+    }
+}
+
+/// An arbiter decision log whose writes fail on demand.
+struct FlakyLog {
+    inner: DecisionStore,
+    failures: Arc<AtomicUsize>,
+}
+
+impl server::DecisionLog for FlakyLog {
+    type Error = Injected;
+
+    fn load_decisions(&mut self) -> Result<BTreeMap<Digest, DecisionRecord>, Injected> {
+        self.inner.load_decisions().map_err(|e| Injected(e.to_string()))
+    }
+
+    fn persist_decision(&mut self, record: &DecisionRecord) -> Result<(), Injected> {
+        if take_failure(&self.failures) {
+            return Err(Injected("persist".into()));
+        }
+        self.inner.persist_decision(record).map_err(|e| Injected(e.to_string()))
+    }
+}
+
+/// Write-ahead on both sides: B's commits of M1 fail twice (no M2 leaves, the core is rebuilt
+/// from the store, A's retries get through later), and the arbiter's first two decision writes
+/// fail (no answer leaves; A's retries get the decision once it is durable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn j_failed_writes_send_nothing_and_retries_recover() {
+    use valex_arbiter::server::DecisionLog as _;
+
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let arbiter_key = Keypair::from_seed([9; 32]);
+    let log_failures = Arc::new(AtomicUsize::new(0));
+    let log =
+        FlakyLog { inner: DecisionStore::open(dir.path().join("arbiter"), arbiter_key.peer_id()).unwrap(), failures: log_failures.clone() };
+    let mut arbiter_config = ArbiterConfig::new(arbiter_key.clone(), "flaky");
+    arbiter_config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    let (arbiter, arbiter_task) = server::start(arbiter_config, log).await.unwrap();
+    let arbiter_addr = with_p2p(&arbiter.listen_addrs().await.unwrap()[0], &arbiter_key.peer_id());
+
+    let store_failures = Arc::new(AtomicUsize::new(0));
+    let mut b_config = NodeConfig::new(Keypair::from_seed([2; 32]));
+    b_config.timing = fast_timing();
+    b_config.bootstrap = vec![arbiter_addr.clone()];
+    // B drops every r2, so A must settle through the (flaky) arbiter.
+    b_config.faults = Faults {
+        drop: Some(Arc::new(|p: &FaultPoint<'_>| matches!(p, FaultPoint::SendResponse { response: ExchangeResponse::Reveal(_), .. }))),
+    };
+    let b_store = FlakyStore { inner: RocksStore::open(dir.path().join("B")).unwrap(), failures: store_failures.clone() };
+    let (b, b_loop) = runtime::start(b_config, b_store).await.unwrap();
+    let b_addr = with_p2p(&b.listen_addrs().await.unwrap()[0], &b.peer_id());
+    let voucher = b.issue("voucher".into(), 5, Vec::new()).await.unwrap();
+    // A failed commit fails the command and leaves nothing behind.
+    store_failures.store(1, Ordering::SeqCst);
+    assert!(matches!(b.issue("voucher".into(), 7, Vec::new()).await, Err(valex_node::runtime::NodeError::Store(_))));
+    assert_eq!(b.values().await.unwrap().len(), 1);
+
+    let a = TestNode::start("A", 1, dir.path(), vec![arbiter_addr, b_addr], Setup::default()).await;
+    let ticket = a.node.issue("ticket".into(), 1, Vec::new()).await.unwrap();
+    store_failures.store(2, Ordering::SeqCst);
+    log_failures.store(2, Ordering::SeqCst);
+    let result =
+        within("exchange", STEP, a.node.exchange(swap(ticket.id(), b.peer_id(), Some(arbiter_key.peer_id()), 3_000))).await.unwrap();
+    assert_eq!(result.outcome, SessionOutcome::Done, "{result:?}");
+    assert!(result.settled_by_arbiter);
+    assert_eq!(store_failures.load(Ordering::SeqCst), 0, "B's M1 commits failed as planned");
+    assert_eq!(log_failures.load(Ordering::SeqCst), 0, "the arbiter's writes failed as planned");
+    assert_eq!(within("B ends", STEP, b.wait_session(result.session)).await.unwrap().outcome, SessionOutcome::Done);
+    let decisions = arbiter.decisions().await.unwrap();
+    assert_eq!(decisions.len(), 1);
+    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await.unwrap())], &decisions, &[ticket.id(), voucher.id()]);
+    a.crash().await;
+    b.shutdown().await.unwrap();
+    b_loop.join().await;
+    arbiter.shutdown().await.unwrap();
+    arbiter_task.await.unwrap();
+    // What the arbiter answered with is what it stored.
+    let mut reopened = DecisionStore::open(dir.path().join("arbiter"), arbiter_key.peer_id()).unwrap();
+    assert_eq!(reopened.load_decisions().unwrap(), decisions);
+}
+
+/// Kademlia across a hop: A knows only B, B knows the arbiter. A finds the arbiter's provider
+/// record through B, and when r2 is lost it reaches the arbiter it has never been told the
+/// address of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn k_kademlia_finds_and_reaches_an_arbiter_two_hops_away() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let arbiter = TestArbiter::start(9, dir.path()).await;
+    let kad_only = DiscoveryConfig { kademlia: true, gossipsub: false, ..Setup::default().discovery };
+    let b_faults = Faults {
+        drop: Some(Arc::new(|p: &FaultPoint<'_>| matches!(p, FaultPoint::SendResponse { response: ExchangeResponse::Reveal(_), .. }))),
+    };
+    let b = TestNode::start(
+        "B",
+        2,
+        dir.path(),
+        vec![arbiter.dial_addr()],
+        Setup { discovery: kad_only.clone(), faults: b_faults, ..Setup::default() },
+    )
+    .await;
+    let a = TestNode::start("A", 1, dir.path(), vec![b.dial_addr()], Setup { discovery: kad_only, ..Setup::default() }).await;
+    wait_for_arbiter(&a, arbiter.peer(), true).await;
+    let ticket = a.node.issue("ticket".into(), 1, Vec::new()).await.unwrap();
+    let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
+    let result = within("exchange", STEP, a.node.exchange(swap(ticket.id(), b.peer(), None, 2_000))).await.unwrap();
+    assert_eq!(result.outcome, SessionOutcome::Done, "{result:?}");
+    assert!(result.settled_by_arbiter, "{result:?}");
+    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &arbiter.decisions().await, &[ticket.id(), voucher.id()]);
+    a.crash().await;
+    b.crash().await;
+    arbiter.stop().await;
+}
