@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole valex test suite: unit, doc, test-vector, scenario, model-checking (with the planted
-# bugs it must catch), storage, end-to-end and hostile-peer tests. One build profile (dev, with
-# optimised dependencies) serves all of it.
+# bugs it must catch), storage, CLI, end-to-end and hostile-peer tests; then the model checker's
+# figures and a small chaos testnet with its audit. One build profile (dev, with optimised
+# dependencies) serves all of it.
 #
 #   testnet/scripts/test.sh
 set -euo pipefail
@@ -9,5 +10,13 @@ cd "$(dirname "$0")/../.."
 source testnet/scripts/setup.sh
 
 cargo test --workspace --all-features --locked
+cargo build --workspace --bins --all-features --locked
+bin="$CARGO_TARGET_DIR/debug"
+
 # The exhaustive model check once more, for its figures (states explored, time).
-cargo run -q -p valex-testnet --all-features --locked -- model-check
+"$bin/valex-testnet" model-check
+
+# A small chaos testnet: real processes, SIGKILLs, restarts, and the audit of every value.
+out="$CARGO_TARGET_DIR/ci-testnet"
+"$bin/valex-testnet" run --chaos --quiet --nodes 4 --arbiters 2 --exchanges 60 --rate 4 \
+    --dir "$out" --report "$out/report.json"

@@ -33,6 +33,10 @@ enum Command {
         /// Exchanges in flight at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Exchanges started per second (0: as fast as they finish). The default spreads the
+        /// default run over about a minute, so chaos lands in every protocol step.
+        #[arg(long, default_value_t = 4.0)]
+        rate: f64,
         /// Values issued to each node first.
         #[arg(long, default_value_t = 20)]
         values_per_node: usize,
@@ -82,6 +86,7 @@ async fn main() -> ExitCode {
             arbiters,
             exchanges,
             concurrency,
+            rate,
             values_per_node,
             chaos,
             seed,
@@ -100,6 +105,7 @@ async fn main() -> ExitCode {
                 arbiters,
                 exchanges,
                 concurrency,
+                rate,
                 values_per_node,
                 chaos,
                 seed,

@@ -6,10 +6,12 @@
 //! and the model checker.
 
 pub mod record;
+#[cfg(feature = "rocksdb")]
 mod rocks;
 
 use std::convert::Infallible;
 
+#[cfg(feature = "rocksdb")]
 pub use rocks::{QuarantinedRecord, RocksStore, StoreError, columns};
 
 use crate::exchange::{NodeState, WriteBatch};

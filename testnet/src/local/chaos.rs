@@ -1,7 +1,9 @@
-//! Chaos: SIGKILL a random node or arbiter at a random moment, restart it after a random delay,
-//! repeat until told to stop. One victim at a time, so every crash is followed by a restart and
-//! crashes land in every protocol step over a long enough run. Deterministic given the seed
-//! (which victims, which delays); where in the protocol each kill lands depends on timing.
+//! Chaos: SIGKILL a node or arbiter, restart it after a random delay (sometimes longer than an
+//! exchange's expiry, so arbiters get work), repeat until told to stop. One victim at a time, so
+//! every crash is followed by a restart. Most kills hit a party of an exchange that has just
+//! started, a random few milliseconds in, so crashes land in every protocol step. Deterministic
+//! given the seed (which victims, which delays); where in the protocol each kill lands depends on
+//! timing.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,13 +19,18 @@ use super::cluster::Cluster;
 pub struct ChaosConfig {
     /// Time between a restart and the next kill, ms (uniform in this range).
     pub interval_ms: (u64, u64),
-    /// Time a victim stays down, ms (uniform in this range).
+    /// Time a victim stays down, ms (uniform in this range) …
     pub down_ms: (u64, u64),
+    /// … except for this share of kills (percent), which stay down this long: past an exchange's
+    /// expiry, so the other party gives up waiting and an arbiter settles.
+    pub long_down: (u32, (u64, u64)),
+    /// How far into an exchange a targeted kill lands, ms (uniform up to this).
+    pub into_exchange_ms: u64,
 }
 
 impl Default for ChaosConfig {
     fn default() -> Self {
-        Self { interval_ms: (300, 1_500), down_ms: (200, 1_500) }
+        Self { interval_ms: (100, 800), down_ms: (200, 1_500), long_down: (30, (4_500, 8_000)), into_exchange_ms: 6 }
     }
 }
 
@@ -40,8 +47,17 @@ pub struct ChaosEvent {
     pub restarted: bool,
 }
 
-/// Runs until `stop` turns true; returns what it did.
-pub async fn run(cluster: Arc<Mutex<Cluster>>, seed: u64, config: ChaosConfig, mut stop: watch::Receiver<bool>) -> Vec<ChaosEvent> {
+/// Runs until `stop` turns true; returns what it did. `starts` announces each exchange's
+/// (initiator, responder) node indexes as it begins: most kills take one of the two a few
+/// milliseconds later, so crashes land inside exchanges, in every protocol step; the rest take a
+/// random process, arbiters included.
+pub async fn run(
+    cluster: Arc<Mutex<Cluster>>,
+    seed: u64,
+    config: ChaosConfig,
+    mut stop: watch::Receiver<bool>,
+    mut starts: tokio::sync::broadcast::Receiver<(usize, usize)>,
+) -> Vec<ChaosEvent> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xC4A0_5C4A_05C4_A05C);
     let started = Instant::now();
     let mut events = Vec::new();
@@ -54,8 +70,23 @@ pub async fn run(cluster: Arc<Mutex<Cluster>>, seed: u64, config: ChaosConfig, m
         if tokio::time::timeout(wait, stop.wait_for(|s| *s)).await.is_ok() {
             return events;
         }
-        let victim = rng.gen_range(0..members);
-        let down_ms = rng.gen_range(config.down_ms.0..=config.down_ms.1);
+        let roll = rng.gen_range(0..100u32);
+        let victim = if roll < 80 {
+            // The next exchange to start: kill its initiator or responder a few ms into it.
+            starts = starts.resubscribe();
+            match tokio::time::timeout(Duration::from_secs(2), starts.recv()).await {
+                Ok(Ok((initiator, responder))) => {
+                    tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=config.into_exchange_ms))).await;
+                    if roll < 40 { initiator } else { responder }
+                }
+                _ => rng.gen_range(0..members),
+            }
+        } else {
+            rng.gen_range(0..members)
+        };
+        let (long_share, long_range) = config.long_down;
+        let range = if rng.gen_range(0..100) < long_share { long_range } else { config.down_ms };
+        let down_ms = rng.gen_range(range.0..=range.1);
         let at_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let name = match cluster.lock() {
             Ok(mut c) => {

@@ -143,6 +143,8 @@ pub struct NodeSettings {
     pub retry_ms: u64,
     /// A's grace after expiry before asking the arbiter, ms.
     pub grace_ms: u64,
+    /// Longest interval between arbiter retries, ms.
+    pub arbiter_retry_max_ms: u64,
 }
 
 /// The set of processes.
@@ -238,6 +240,7 @@ impl Cluster {
                 c.arg("--ttl-ms").arg(settings.ttl_ms.to_string());
                 c.arg("--retry-ms").arg(settings.retry_ms.to_string());
                 c.arg("--grace-ms").arg(settings.grace_ms.to_string());
+                c.arg("--arbiter-retry-max-ms").arg(settings.arbiter_retry_max_ms.to_string());
                 c
             }
             Kind::Arbiter => {

@@ -114,26 +114,34 @@ pub fn plan(seed: u64, nodes: usize, exchanges: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// Runs the plan with at most `concurrency` exchanges in flight; `on_done` is called after each.
+/// Runs the plan with at most `concurrency` exchanges in flight, starting at most `rate` per
+/// second (0: as fast as they finish); `on_done` is called after each.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_exchanges(
     clients: &Clients,
     plan: &[(usize, usize)],
     seed: u64,
     concurrency: usize,
+    rate: f64,
     peer_ids: &[String],
     deadline: Instant,
+    starts: tokio::sync::broadcast::Sender<(usize, usize)>,
     on_done: impl Fn(&Attempt) + Send + Sync + 'static,
 ) -> Vec<Attempt> {
     let reserved: Arc<Mutex<HashSet<String>>> = Arc::default();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let on_done = Arc::new(on_done);
     let mut tasks = tokio::task::JoinSet::new();
+    let started = tokio::time::Instant::now();
     for (index, &pair) in plan.iter().enumerate() {
+        if rate > 0.0 {
+            tokio::time::sleep_until(started + Duration::from_secs_f64(index as f64 / rate)).await;
+        }
         let Ok(permit) = semaphore.clone().acquire_owned().await else { break };
-        let (clients, reserved, on_done) = (clients.clone(), reserved.clone(), on_done.clone());
+        let (clients, reserved, on_done, starts) = (clients.clone(), reserved.clone(), on_done.clone(), starts.clone());
         let responder = peer_ids[pair.1].clone();
         tasks.spawn(async move {
-            let attempt = one_exchange(&clients, index, pair, responder, seed, &reserved, deadline).await;
+            let attempt = one_exchange(&clients, index, pair, responder, seed, &reserved, deadline, &starts).await;
             on_done(&attempt);
             drop(permit);
             attempt
@@ -149,6 +157,7 @@ pub async fn run_exchanges(
     attempts
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn one_exchange(
     clients: &Clients,
     index: usize,
@@ -157,6 +166,7 @@ async fn one_exchange(
     seed: u64,
     reserved: &Mutex<HashSet<String>>,
     deadline: Instant,
+    starts: &tokio::sync::broadcast::Sender<(usize, usize)>,
 ) -> Attempt {
     let started = Instant::now();
     let mut attempt = Attempt { index, pair, session: None, outcome: String::new(), settled_by_arbiter: false, latency: Duration::ZERO };
@@ -196,15 +206,22 @@ async fn one_exchange(
         arbiter: String::new(),
         ttl_ms: None,
     };
-    let session = match client.clone().start_exchange(command).await {
-        Ok(response) => response.into_inner().session,
-        Err(status) => {
-            // Down, or refused before M1 was persisted: nothing was started. (If the node died
-            // after persisting M1, the session resumes on restart and the audit still sees it.)
-            attempt.outcome = format!("not started: {}", status.message());
-            attempt.latency = started.elapsed();
-            reserved.lock().unwrap_or_else(|e| e.into_inner()).remove(&give);
-            return attempt;
+    // A node just restarted may still be down or re-discovering arbiters: retry for a while.
+    let retry_until = (Instant::now() + Duration::from_secs(10)).min(deadline);
+    // Tell the chaos which pair is about to exchange, so kills land inside exchanges.
+    let _ = starts.send(pair);
+    let session = loop {
+        match client.clone().start_exchange(command.clone()).await {
+            Ok(response) => break response.into_inner().session,
+            Err(status) if Instant::now() < retry_until && retryable(&status) => tokio::time::sleep(Duration::from_millis(250)).await,
+            Err(status) => {
+                // Nothing was started. (If the node died after persisting M1, the session resumes
+                // on restart and the audit still sees it.)
+                attempt.outcome = format!("not started: {}", status.message());
+                attempt.latency = started.elapsed();
+                reserved.lock().unwrap_or_else(|e| e.into_inner()).remove(&give);
+                return attempt;
+            }
         }
     };
     attempt.session = Some(session.clone());
@@ -227,6 +244,15 @@ async fn one_exchange(
     attempt.latency = started.elapsed();
     reserved.lock().unwrap_or_else(|e| e.into_inner()).remove(&give);
     attempt
+}
+
+/// Whether a refused start is worth retrying: the node is down or has not yet found an arbiter.
+fn retryable(status: &tonic::Status) -> bool {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => true,
+        tonic::Code::FailedPrecondition => status.message().contains("arbiter"),
+        _ => false,
+    }
 }
 
 /// Waits until no node has an open session (bounded); returns how many remain open per node.

@@ -39,6 +39,8 @@ pub struct RunConfig {
     pub exchanges: usize,
     /// Exchanges in flight at once.
     pub concurrency: usize,
+    /// Exchanges started per second (0: as fast as they finish).
+    pub rate: f64,
     /// Values issued to each node before the exchanges.
     pub values_per_node: usize,
     /// Kill and restart processes during the run.
@@ -64,7 +66,7 @@ pub async fn run(config: &RunConfig) -> Result<Report> {
     }
     std::fs::create_dir_all(&config.dir)?;
     let binaries = Binaries::beside_current_exe()?;
-    let settings = NodeSettings { ttl_ms: config.ttl_ms, retry_ms: 300, grace_ms: 1_000 };
+    let settings = NodeSettings { ttl_ms: config.ttl_ms, retry_ms: 300, grace_ms: 1_000, arbiter_retry_max_ms: 2_000 };
     let mut cluster = Cluster::prepare(&config.dir, binaries, settings, config.nodes, config.arbiters, config.seed)?;
     let status = |text: &str| {
         if config.progress {
@@ -96,7 +98,9 @@ pub async fn run(config: &RunConfig) -> Result<Report> {
 
     let cluster = Arc::new(Mutex::new(cluster));
     let (stop_chaos, chaos_stopped) = tokio::sync::watch::channel(false);
-    let chaos_task = config.chaos.then(|| tokio::spawn(chaos::run(cluster.clone(), config.seed, ChaosConfig::default(), chaos_stopped)));
+    let (starts, starts_seen) = tokio::sync::broadcast::channel(64);
+    let chaos_task =
+        config.chaos.then(|| tokio::spawn(chaos::run(cluster.clone(), config.seed, ChaosConfig::default(), chaos_stopped, starts_seen)));
 
     let plan = driver::plan(config.seed, config.nodes, config.exchanges);
     let bar = if config.progress { ProgressBar::new(plan.len() as u64) } else { ProgressBar::hidden() };
@@ -107,11 +111,12 @@ pub async fn run(config: &RunConfig) -> Result<Report> {
     let started = Instant::now();
     let deadline = started + config.timeout;
     let progress = bar.clone();
-    let attempts = driver::run_exchanges(&clients, &plan, config.seed, config.concurrency, &peer_ids, deadline, move |attempt| {
-        progress.set_message(format!("last: {}", attempt.outcome));
-        progress.inc(1);
-    })
-    .await;
+    let attempts =
+        driver::run_exchanges(&clients, &plan, config.seed, config.concurrency, config.rate, &peer_ids, deadline, starts, move |attempt| {
+            progress.set_message(format!("last: {}", attempt.outcome));
+            progress.inc(1);
+        })
+        .await;
     let exchange_time = started.elapsed();
     bar.finish_and_clear();
 

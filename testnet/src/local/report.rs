@@ -74,6 +74,15 @@ pub struct Report {
     pub audit: AuditFigures,
 }
 
+/// The reason with 64-hex-digit ids replaced by `<id>`, so equal reasons count together.
+fn without_ids(reason: &str) -> String {
+    reason
+        .split(' ')
+        .map(|word| if word.len() == 64 && word.bytes().all(|b| b.is_ascii_hexdigit()) { "<id>" } else { word })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -101,7 +110,7 @@ impl Report {
         latencies.sort();
         let mut not_started = BTreeMap::new();
         for attempt in attempts.iter().filter(|a| a.session.is_none()) {
-            *not_started.entry(attempt.outcome.clone()).or_insert(0) += 1;
+            *not_started.entry(without_ids(&attempt.outcome)).or_insert(0) += 1;
         }
         let seconds = exchange_time.as_secs_f64();
         Self {
