@@ -2,9 +2,20 @@
 //! (`/valex/arbiter/1.0.0`) protocols.
 //!
 //! A frame is `u32 big-endian length ‖ protobuf bytes`. A frame longer than
-//! [`MAX_FRAME_BYTES`] is refused from its length alone, before anything is allocated; bytes that
-//! do not decode are refused with the typed [`DecodeError`], carried in an [`io::Error`] of kind
-//! [`io::ErrorKind::InvalidData`] (recover it with [`decode_error`]).
+//! [`MAX_FRAME_BYTES`] is refused from its length alone, before anything is allocated (its body is
+//! never read); bytes that do not decode are refused with the typed [`DecodeError`].
+//!
+//! How a refusal surfaces depends on who can answer it:
+//!
+//! - an inbound exchange request ([`ExchangeCodec::read_request`]) is delivered as an
+//!   [`ExchangeRequestFrame`]: `Err(DecodeError)` for a length prefix over the limit or a
+//!   well-framed payload that does not decode, so the receiver can answer it with a refusal
+//!   carrying [`DecodeError::code`] (`TOO_LARGE`, `MALFORMED`, `INVALID_VALUE`);
+//! - everywhere else (responses, and the arbiter protocol), the typed error is carried in an
+//!   [`io::Error`] of kind [`io::ErrorKind::InvalidData`] (recover it with [`decode_error`]) and
+//!   the stream fails;
+//! - a truncated frame (end of stream inside the length prefix or the body) is an
+//!   [`io::ErrorKind::UnexpectedEof`] error in both cases: there is no request to answer.
 //!
 //! ```
 //! use futures::executor::block_on;
@@ -74,15 +85,22 @@ pub fn decode_error(error: &io::Error) -> Option<&DecodeError> {
 
 /// Reads one length-prefixed frame, refusing lengths over [`MAX_FRAME_BYTES`] before allocating.
 pub async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+    read_bounded_frame(io).await?.map_err(invalid)
+}
+
+/// Reads one length-prefixed frame. The outer error is the stream's (including a frame cut short:
+/// [`io::ErrorKind::UnexpectedEof`]); the inner one is a length prefix over [`MAX_FRAME_BYTES`],
+/// returned as soon as the prefix is read, without reading or allocating the body.
+async fn read_bounded_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Result<Vec<u8>, DecodeError>> {
     let mut len_bytes = [0u8; 4];
     io.read_exact(&mut len_bytes).await?;
-    let len = u32::from_be_bytes(len_bytes) as usize;
+    let len = usize::try_from(u32::from_be_bytes(len_bytes)).unwrap_or(usize::MAX);
     if len > MAX_FRAME_BYTES {
-        return Err(invalid(DecodeError::TooLarge { len, max: MAX_FRAME_BYTES }));
+        return Ok(Err(DecodeError::TooLarge { len, max: MAX_FRAME_BYTES }));
     }
     let mut frame = vec![0u8; len];
     io.read_exact(&mut frame).await?;
-    Ok(frame)
+    Ok(Ok(frame))
 }
 
 /// Writes one length-prefixed frame, refusing frames over [`MAX_FRAME_BYTES`], and flushes.
@@ -96,21 +114,45 @@ pub async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, frame: &[u8])
     io.flush().await
 }
 
-/// The codec of `/valex/exchange/1.0.0`: [`ExchangeRequest`] (M1, M3) and [`ExchangeResponse`]
-/// (M2, M4, refusal).
+/// A request of `/valex/exchange/1.0.0` as [`ExchangeCodec`] carries it.
+///
+/// Outbound it is always `Ok` (writing an `Err` fails with [`io::ErrorKind::InvalidInput`]).
+/// Inbound it is `Err` when the peer sent a length prefix over [`MAX_FRAME_BYTES`] (the body is
+/// not read) or a complete frame that does not decode: the receiver answers it with a refusal
+/// carrying [`DecodeError::code`] instead of dropping the stream.
+pub type ExchangeRequestFrame = Result<ExchangeRequest, DecodeError>;
+
+/// The codec of `/valex/exchange/1.0.0`: [`ExchangeRequest`] (M1, M3), as an
+/// [`ExchangeRequestFrame`], and [`ExchangeResponse`] (M2, M4, refusal).
+///
+/// ```
+/// use futures::executor::block_on;
+/// use libp2p::request_response::Codec;
+/// use valex_proto::ErrorCode;
+/// use valex_proto::codec::{EXCHANGE_PROTOCOL, ExchangeCodec, write_frame};
+///
+/// // A well-framed payload that is not a request is delivered, typed, to be answered.
+/// let mut wire = Vec::new();
+/// block_on(write_frame(&mut wire, &[0xff; 8])).unwrap();
+/// let frame = block_on(ExchangeCodec.read_request(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap();
+/// assert_eq!(frame.unwrap_err().code(), ErrorCode::Malformed);
+/// // So is a length prefix over the limit, without its body.
+/// let frame = block_on(ExchangeCodec.read_request(&EXCHANGE_PROTOCOL, &mut &u32::MAX.to_be_bytes()[..])).unwrap();
+/// assert_eq!(frame.unwrap_err().code(), ErrorCode::TooLarge);
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ExchangeCodec;
 
 impl Codec for ExchangeCodec {
     type Protocol = StreamProtocol;
-    type Request = ExchangeRequest;
+    type Request = ExchangeRequestFrame;
     type Response = ExchangeResponse;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<ExchangeRequest>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<ExchangeRequestFrame>
     where
         T: AsyncRead + Unpin + Send,
     {
-        ExchangeRequest::decode(&read_frame(io).await?).map_err(invalid)
+        Ok(read_bounded_frame(io).await?.and_then(|frame| ExchangeRequest::decode(&frame)))
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<ExchangeResponse>
@@ -120,11 +162,14 @@ impl Codec for ExchangeCodec {
         ExchangeResponse::decode(&read_frame(io).await?).map_err(invalid)
     }
 
-    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, request: ExchangeRequest) -> io::Result<()>
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, request: ExchangeRequestFrame) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &request.encode()).await
+        match request {
+            Ok(request) => write_frame(io, &request.encode()).await,
+            Err(error) => Err(io::Error::new(io::ErrorKind::InvalidInput, error)),
+        }
     }
 
     async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, response: ExchangeResponse) -> io::Result<()>
@@ -189,9 +234,9 @@ mod tests {
     fn requests_and_responses_round_trip() {
         let mut codec = ExchangeCodec;
         let mut wire = Vec::new();
-        block_on(codec.write_request(&EXCHANGE_PROTOCOL, &mut wire, m3())).unwrap();
+        block_on(codec.write_request(&EXCHANGE_PROTOCOL, &mut wire, Ok(m3()))).unwrap();
         assert_eq!(u32::from_be_bytes(wire[..4].try_into().unwrap()) as usize, wire.len() - 4);
-        assert_eq!(block_on(codec.read_request(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap(), m3());
+        assert_eq!(block_on(codec.read_request(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap(), Ok(m3()));
 
         let m4 = ExchangeResponse::Reveal(Reveal { s1: Digest([1; 32]), r2: [7; 32] });
         let mut wire = Vec::new();
@@ -215,13 +260,28 @@ mod tests {
     }
 
     #[test]
+    fn undecodable_requests_cannot_be_written() {
+        let mut wire = Vec::new();
+        let error = block_on(ExchangeCodec.write_request(&EXCHANGE_PROTOCOL, &mut wire, Err(DecodeError::Missing("x")))).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        assert!(wire.is_empty());
+    }
+
+    #[test]
     fn oversize_frames_are_refused_from_their_length() {
-        // Only the length prefix: the codec must refuse without waiting for (or allocating) the body.
+        // Only the length prefix: the codec must refuse without waiting for (or allocating) the body;
+        // an inbound exchange request is delivered as the typed refusal, to be answered.
         let wire = ((MAX_FRAME_BYTES + 1) as u32).to_be_bytes();
-        let error = block_on(ExchangeCodec.read_request(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap_err();
+        let frame = block_on(ExchangeCodec.read_request(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap();
+        assert!(matches!(frame, Err(DecodeError::TooLarge { len, .. }) if len == MAX_FRAME_BYTES + 1));
+        let error = block_on(ExchangeCodec.read_response(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
         assert!(matches!(decode_error(&error), Some(DecodeError::TooLarge { .. })));
+        let error = block_on(read_frame(&mut &wire[..])).unwrap_err();
+        assert!(matches!(decode_error(&error), Some(DecodeError::TooLarge { .. })));
         let wire = u32::MAX.to_be_bytes();
+        let frame = block_on(ExchangeCodec.read_request(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap();
+        assert_eq!(frame.unwrap_err().code(), crate::ErrorCode::TooLarge);
         let error = block_on(ArbiterCodec.read_response(&ARBITER_PROTOCOL, &mut &wire[..])).unwrap_err();
         assert!(matches!(decode_error(&error), Some(DecodeError::TooLarge { .. })));
         let mut sink = Vec::new();
@@ -244,9 +304,16 @@ mod tests {
     fn garbage_is_a_typed_decode_error() {
         let mut wire = Vec::new();
         block_on(write_frame(&mut wire, &[0xff; 12])).unwrap();
-        let error = block_on(ExchangeCodec.read_request(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap_err();
+        let frame = block_on(ExchangeCodec.read_request(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap();
+        assert!(matches!(&frame, Err(DecodeError::Protobuf(_))));
+        assert_eq!(frame.unwrap_err().code(), crate::ErrorCode::Malformed);
+        let error = block_on(ExchangeCodec.read_response(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
         assert!(matches!(decode_error(&error), Some(DecodeError::Protobuf(_))));
+        let mut wire = Vec::new();
+        block_on(write_frame(&mut wire, &[])).unwrap();
+        let frame = block_on(ExchangeCodec.read_request(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap();
+        assert!(matches!(frame, Err(DecodeError::Missing(_))));
         let mut wire = Vec::new();
         block_on(write_frame(&mut wire, &[])).unwrap();
         let error = block_on(ArbiterCodec.read_request(&ARBITER_PROTOCOL, &mut &wire[..])).unwrap_err();

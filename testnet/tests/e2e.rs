@@ -608,8 +608,8 @@ fn framed(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Garbage, an oversize length prefix and a well-formed M3 for an unknown session, from a raw
-/// peer: the node refuses each (the last with a typed UNKNOWN_SESSION refusal), changes nothing,
-/// and keeps working.
+/// peer: the node answers each with a typed refusal (TOO_LARGE, MALFORMED, UNKNOWN_SESSION),
+/// changes nothing, and keeps working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i_garbage_and_oversize_frames_from_a_malicious_peer_change_nothing() {
     use futures::StreamExt;
@@ -663,14 +663,21 @@ async fn i_garbage_and_oversize_frames_from_a_malicious_peer_change_nothing() {
         .await;
         answers.push(answer);
     }
-    // The undecodable ones get no answer (the stream is dropped); the M3 gets a typed refusal.
-    for answer in &answers[..3] {
-        assert!(answer.as_ref().is_none_or(|bytes| bytes.is_empty()), "undecodable request answered: {answer:?}");
-    }
-    let refusal = answers[3].as_ref().expect("the well-formed M3 is answered");
-    match ExchangeResponse::decode(&refusal[4..]).unwrap() {
-        ExchangeResponse::Refusal(refusal) => assert_eq!(refusal.code, valex_proto::ErrorCode::UnknownSession),
-        other => panic!("expected a refusal, got {other:?}"),
+    // Each gets a typed refusal: the oversize prefix TOO_LARGE (its body never read), the
+    // undecodable frames MALFORMED, the M3 for a session B never had UNKNOWN_SESSION.
+    let expected = [
+        valex_proto::ErrorCode::TooLarge,
+        valex_proto::ErrorCode::Malformed,
+        valex_proto::ErrorCode::Malformed,
+        valex_proto::ErrorCode::UnknownSession,
+    ];
+    for (answer, code) in answers.iter().zip(expected) {
+        let bytes = answer.as_ref().unwrap_or_else(|| panic!("no answer where {code:?} was expected"));
+        assert!(bytes.len() >= 4, "answer too short for a frame: {bytes:?}");
+        match ExchangeResponse::decode(&bytes[4..]).unwrap() {
+            ExchangeResponse::Refusal(refusal) => assert_eq!(refusal.code, code, "{refusal}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
     assert_eq!(b.snapshot().await, before);
     assert!(b.node.value(voucher.id()).await.unwrap().is_some());

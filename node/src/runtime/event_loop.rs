@@ -5,7 +5,9 @@
 //! write batch is committed (one synced write) first; if that fails nothing is sent, the command
 //! fails, and the core is rebuilt from the store as after a crash. Only then does the reply or
 //! request go out and are the timers armed. Outbound requests that fail (dial failure, timeout,
-//! closed connection) are simply lost messages: the core's retry timers send them again.
+//! closed connection) are simply lost messages: the core's retry timers send them again. An
+//! inbound request that arrives whole but does not decode (or announces a frame over the size
+//! limit) never reaches the core: it is answered with a refusal carrying the decode error's code.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,9 +24,9 @@ use rand::rngs::OsRng;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 use valex_proto::PeerId;
-use valex_proto::codec::{arbiter_provider_key, from_swarm_peer, to_swarm_peer};
+use valex_proto::codec::{ExchangeRequestFrame, arbiter_provider_key, from_swarm_peer, to_swarm_peer};
 use valex_proto::crypto::Keypair;
-use valex_proto::message::{ArbiterAnnouncement, ArbiterResponse, ExchangeRequest, ExchangeResponse};
+use valex_proto::message::{ArbiterAnnouncement, ArbiterResponse, DecodeError, ExchangeRequest, ExchangeResponse, Refusal};
 use valex_proto::value::Value;
 
 use super::config::{FaultPoint, NodeConfig};
@@ -276,7 +278,7 @@ impl<S: Store> EventLoop<S> {
                 let Ok(peer) = to_swarm_peer(&to) else { return };
                 let addrs = self.addr_book.get(&peer).cloned().unwrap_or_default();
                 tracing::debug!(to = %to, kind = request_name(&request), "sending");
-                let id = self.swarm.behaviour_mut().exchange.send_request_with_addresses(&peer, request, addrs);
+                let id = self.swarm.behaviour_mut().exchange.send_request_with_addresses(&peer, Ok(request), addrs);
                 self.pending_exchange.insert(id, session);
             }
             Outgoing::Arbiter { to, session, request } => {
@@ -546,12 +548,15 @@ impl<S: Store> EventLoop<S> {
         }
     }
 
-    fn on_exchange_event(&mut self, event: request_response::Event<ExchangeRequest, ExchangeResponse>) {
+    fn on_exchange_event(&mut self, event: request_response::Event<ExchangeRequestFrame, ExchangeResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => {
                 let Ok(from) = from_swarm_peer(&peer) else { return };
                 match message {
-                    request_response::Message::Request { request, channel, .. } => self.on_request(from, request, channel),
+                    request_response::Message::Request { request: Ok(request), channel, .. } => self.on_request(from, request, channel),
+                    request_response::Message::Request { request: Err(error), channel, .. } => {
+                        self.on_undecodable_request(from, &error, channel);
+                    }
                     request_response::Message::Response { request_id, response } => {
                         let Some(session) = self.pending_exchange.remove(&request_id) else { return };
                         if self.config.faults.drops(&FaultPoint::ReceiveResponse { from: &from, response: &response }) {
@@ -594,6 +599,13 @@ impl<S: Store> EventLoop<S> {
                 self.respond(channel, &from, ExchangeResponse::Refusal(error.refusal(Some(s1))));
             }
         }
+    }
+
+    /// A request that arrived whole (or with an oversize length prefix) but does not decode: the
+    /// core never sees it; the peer gets a refusal with the decode error's code.
+    fn on_undecodable_request(&mut self, from: PeerId, error: &DecodeError, channel: ResponseChannel<ExchangeResponse>) {
+        tracing::info!(%from, %error, "undecodable request refused");
+        self.respond(channel, &from, ExchangeResponse::Refusal(Refusal::new(error.code(), error.to_string(), None)));
     }
 
     fn on_arbiter_event(&mut self, event: request_response::Event<valex_proto::message::ArbiterRequest, ArbiterResponse>) {

@@ -13,11 +13,12 @@ use valex_proto::codec::{ARBITER_PROTOCOL, ArbiterCodec, EXCHANGE_PROTOCOL, Exch
 fuzz_target!(|data: &[u8]| {
     block_on(async {
         let mut exchange = ExchangeCodec;
-        if let Ok(request) = exchange.read_request(&EXCHANGE_PROTOCOL, &mut Cursor::new(data)).await {
+        // A framed but undecodable request reads as Ok(Err(typed error)), to be answered with a refusal.
+        if let Ok(Ok(request)) = exchange.read_request(&EXCHANGE_PROTOCOL, &mut Cursor::new(data)).await {
             let mut written = Cursor::new(Vec::new());
-            exchange.write_request(&EXCHANGE_PROTOCOL, &mut written, request.clone()).await.unwrap();
+            exchange.write_request(&EXCHANGE_PROTOCOL, &mut written, Ok(request.clone())).await.unwrap();
             let reread = exchange.read_request(&EXCHANGE_PROTOCOL, &mut Cursor::new(written.into_inner())).await.unwrap();
-            assert_eq!(reread, request);
+            assert_eq!(reread, Ok(request));
         }
         let _ = exchange.read_response(&EXCHANGE_PROTOCOL, &mut Cursor::new(data)).await;
         let mut arbiter = ArbiterCodec;
