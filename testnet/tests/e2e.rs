@@ -28,6 +28,9 @@ use valex_proto::value::ValueId;
 use valex_proto::{Digest, PeerId};
 use valex_testnet::invariants::{NamedState, check_always, check_at_rest};
 
+mod support;
+use support::{RawCodec, framed};
+
 const STEP: Duration = Duration::from_secs(30);
 
 fn init_tracing() {
@@ -555,56 +558,6 @@ async fn h_the_per_peer_cap_on_open_sessions_refuses_extra_offers() {
     a.crash().await;
     b.crash().await;
     arbiter.stop().await;
-}
-
-/// A peer that speaks `/valex/exchange/1.0.0` with raw bytes of its choosing.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl libp2p::request_response::Codec for RawCodec {
-    type Protocol = libp2p::StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T>(&mut self, _: &Self::Protocol, io: &mut T) -> std::io::Result<Vec<u8>>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        read_all(io).await
-    }
-
-    async fn read_response<T>(&mut self, _: &Self::Protocol, io: &mut T) -> std::io::Result<Vec<u8>>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        read_all(io).await
-    }
-
-    async fn write_request<T>(&mut self, _: &Self::Protocol, io: &mut T, request: Vec<u8>) -> std::io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        futures::AsyncWriteExt::write_all(io, &request).await
-    }
-
-    async fn write_response<T>(&mut self, _: &Self::Protocol, io: &mut T, response: Vec<u8>) -> std::io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        futures::AsyncWriteExt::write_all(io, &response).await
-    }
-}
-
-async fn read_all<T: futures::AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    futures::AsyncReadExt::read_to_end(&mut futures::AsyncReadExt::take(io, 1 << 20), &mut bytes).await?;
-    Ok(bytes)
-}
-
-fn framed(bytes: &[u8]) -> Vec<u8> {
-    let mut frame = (bytes.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(bytes);
-    frame
 }
 
 /// Garbage, an oversize length prefix and a well-formed M3 for an unknown session, from a raw

@@ -45,6 +45,9 @@ use valex_proto::value::{Value, ValueId};
 use valex_proto::{Digest, ErrorCode, PeerId, Signature, canonical, crypto};
 use valex_testnet::invariants::{NamedState, check_always, check_at_rest};
 
+mod support;
+use support::{RawCodec, framed};
+
 /// The longest any single step may take.
 const STEP: Duration = Duration::from_secs(30);
 /// The per-peer cap on open responder sessions (the default policy's).
@@ -251,58 +254,6 @@ async fn assert_still_serves(
 }
 
 // ---- the hostile peer --------------------------------------------------------------------
-
-/// Raw bytes on `/valex/exchange/1.0.0`: the request is written as given (then the stream is
-/// closed), the response is whatever comes back, up to 1 MiB.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl request_response::Codec for RawCodec {
-    type Protocol = libp2p::StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T>(&mut self, _: &Self::Protocol, io: &mut T) -> std::io::Result<Vec<u8>>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        read_all(io).await
-    }
-
-    async fn read_response<T>(&mut self, _: &Self::Protocol, io: &mut T) -> std::io::Result<Vec<u8>>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        read_all(io).await
-    }
-
-    async fn write_request<T>(&mut self, _: &Self::Protocol, io: &mut T, request: Vec<u8>) -> std::io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        futures::AsyncWriteExt::write_all(io, &request).await
-    }
-
-    async fn write_response<T>(&mut self, _: &Self::Protocol, io: &mut T, response: Vec<u8>) -> std::io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        futures::AsyncWriteExt::write_all(io, &response).await
-    }
-}
-
-async fn read_all<T: futures::AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    futures::AsyncReadExt::read_to_end(&mut futures::AsyncReadExt::take(io, 1 << 20), &mut bytes).await?;
-    Ok(bytes)
-}
-
-/// `u32 big-endian length ‖ bytes`.
-fn framed(bytes: &[u8]) -> Vec<u8> {
-    let mut frame = u32::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
-    frame.extend_from_slice(bytes);
-    frame
-}
 
 /// The hostile peer's protocols: typed exchange requests, raw exchange bytes, and the arbiter
 /// protocol inbound (to pose as the arbiter a victim's terms name).
