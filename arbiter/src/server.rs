@@ -370,7 +370,15 @@ impl<L: DecisionLog> Server<L> {
                 peer,
                 message: request_response::Message::Request { request, channel, .. },
                 ..
-            })) => self.on_request(peer, request, channel),
+            })) => match request {
+                Ok(request) => self.on_request(peer, request, channel),
+                Err(error) => {
+                    // Undecodable or oversize: answer with a typed refusal, decide nothing.
+                    tracing::debug!(%peer, %error, "undecodable arbiter request");
+                    let refusal = valex_proto::message::Refusal::new(error.code(), error.to_string(), None);
+                    let _ = self.swarm.behaviour_mut().arbiter.send_response(channel, ArbiterResponse::Refusal(refusal));
+                }
+            },
             SwarmEvent::Behaviour(ArbiterBehaviourEvent::Arbiter(request_response::Event::InboundFailure { peer, error, .. })) => {
                 tracing::debug!(%peer, %error, "inbound arbiter request failed");
             }

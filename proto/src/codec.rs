@@ -180,20 +180,24 @@ impl Codec for ExchangeCodec {
     }
 }
 
-/// The codec of `/valex/arbiter/1.0.0`: [`ArbiterRequest`] and [`ArbiterResponse`].
+/// An inbound arbiter request as read: the request, or why its frame did not decode (to be
+/// answered with a typed refusal), like [`ExchangeRequestFrame`].
+pub type ArbiterRequestFrame = Result<ArbiterRequest, DecodeError>;
+
+/// The codec of `/valex/arbiter/1.0.0`: [`ArbiterRequestFrame`] and [`ArbiterResponse`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ArbiterCodec;
 
 impl Codec for ArbiterCodec {
     type Protocol = StreamProtocol;
-    type Request = ArbiterRequest;
+    type Request = ArbiterRequestFrame;
     type Response = ArbiterResponse;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<ArbiterRequest>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<ArbiterRequestFrame>
     where
         T: AsyncRead + Unpin + Send,
     {
-        ArbiterRequest::decode(&read_frame(io).await?).map_err(invalid)
+        Ok(read_bounded_frame(io).await?.and_then(|frame| ArbiterRequest::decode(&frame)))
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<ArbiterResponse>
@@ -203,11 +207,14 @@ impl Codec for ArbiterCodec {
         ArbiterResponse::decode(&read_frame(io).await?).map_err(invalid)
     }
 
-    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, request: ArbiterRequest) -> io::Result<()>
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, request: ArbiterRequestFrame) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &request.encode()).await
+        match request {
+            Ok(request) => write_frame(io, &request.encode()).await,
+            Err(error) => Err(io::Error::new(io::ErrorKind::InvalidInput, error)),
+        }
     }
 
     async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, response: ArbiterResponse) -> io::Result<()>
@@ -246,8 +253,8 @@ mod tests {
         let mut arbiter = ArbiterCodec;
         let query = ArbiterRequest::Query { s2: Digest([5; 32]) };
         let mut wire = Vec::new();
-        block_on(arbiter.write_request(&ARBITER_PROTOCOL, &mut wire, query.clone())).unwrap();
-        assert_eq!(block_on(arbiter.read_request(&ARBITER_PROTOCOL, &mut &wire[..])).unwrap(), query);
+        block_on(arbiter.write_request(&ARBITER_PROTOCOL, &mut wire, Ok(query.clone()))).unwrap();
+        assert_eq!(block_on(arbiter.read_request(&ARBITER_PROTOCOL, &mut &wire[..])).unwrap(), Ok(query));
     }
 
     #[test]
@@ -316,7 +323,10 @@ mod tests {
         assert!(matches!(frame, Err(DecodeError::Missing(_))));
         let mut wire = Vec::new();
         block_on(write_frame(&mut wire, &[])).unwrap();
-        let error = block_on(ArbiterCodec.read_request(&ARBITER_PROTOCOL, &mut &wire[..])).unwrap_err();
-        assert!(matches!(decode_error(&error), Some(DecodeError::Missing(_))));
+        // The arbiter protocol, too, reads an undecodable frame as a typed error to answer.
+        let frame = block_on(ArbiterCodec.read_request(&ARBITER_PROTOCOL, &mut &wire[..])).unwrap();
+        assert!(matches!(frame, Err(DecodeError::Missing(_))));
+        let frame = block_on(ArbiterCodec.read_request(&ARBITER_PROTOCOL, &mut &u32::MAX.to_be_bytes()[..])).unwrap();
+        assert!(matches!(frame, Err(DecodeError::TooLarge { .. })));
     }
 }

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 source testnet/scripts/setup.sh
 
 cargo test --workspace --all-features --locked
-cargo build --workspace --bins --all-features --locked
+# cargo test built every binary (valex, valex-arbiter, valex-testnet) for the integration tests.
 bin="$CARGO_TARGET_DIR/debug"
 
 # The exhaustive model check once more, for its figures (states explored, time).

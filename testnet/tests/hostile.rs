@@ -418,6 +418,8 @@ async fn drive(
                 })) => {
                     let (reply, answer) = oneshot::channel();
                     let from = from_swarm_peer(&peer).unwrap();
+                    // The honest node only ever sends decodable arbiter requests.
+                    let request = request.expect("an honest node's arbiter request decodes");
                     if calls.send(ArbiterCall { from, request, reply }).is_ok() {
                         replies.push(Box::pin(async move { (channel, answer.await) }));
                     }

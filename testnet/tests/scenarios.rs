@@ -402,7 +402,7 @@ fn m1_lost_until_expiry() {
     fire(&mut w, Role::A, TimerKind::Deadline);
     assert_phases(&w, Some("ABORTED"), None);
     assert_eq!(outcome(&w, Role::A), Some(SessionOutcome::Aborted));
-    assert_eq!(aborted_reason(&w), ErrorCode::ExpiryOutOfPolicy);
+    assert_eq!(aborted_reason(&w), ErrorCode::Expired);
     assert_kept(&w); // V1 unlocked, B never committed anything
     assert!(w.party(Role::A).volatile.locks.is_empty());
     assert!(w.t.is_empty());
@@ -442,7 +442,7 @@ fn m2_lost_until_expiry() {
     // A never committed: at its expiry it aborts and unlocks V1.
     fire(&mut w, Role::A, TimerKind::Deadline);
     assert_phases(&w, Some("ABORTED"), Some("VALID"));
-    assert_eq!(aborted_reason(&w), ErrorCode::ExpiryOutOfPolicy);
+    assert_eq!(aborted_reason(&w), ErrorCode::Expired);
     assert_values(&w, Some(Role::A), None);
     // B, with V2 in escrow, gets no M3 by expiry: PENDING, and asks T to cancel.
     fire(&mut w, Role::B, TimerKind::Deadline);
@@ -908,7 +908,7 @@ fn expired_terms_are_refused() {
     w.a.now_ms = 10_000;
     deliver(&mut w, "B->A M2");
     assert_phases(&w, Some("ABORTED"), Some("VALID"));
-    assert_eq!(aborted_reason(&w), ErrorCode::ExpiryOutOfPolicy);
+    assert_eq!(aborted_reason(&w), ErrorCode::Expired);
     heal(&mut w);
     assert_phases(&w, Some("ABORTED"), Some("CANCELLED"));
     assert_eq!(decisions(&w), vec![(Outcome::Cancelled, Role::B)]);

@@ -222,7 +222,7 @@ pub(crate) fn on_agree(env: &Env, s: &InitiatorSession, ctx: Ctx, from: PeerId, 
         _ => return Ok(Step::unchanged()),
     }
     if ctx.now_ms >= s.expires_at_ms {
-        return Ok(s.aborted(ErrorCode::ExpiryOutOfPolicy));
+        return Ok(s.aborted(ErrorCode::Expired));
     }
     if let Err(e) = env.policy.check_value(&m2.v2) {
         return Ok(s.aborted(ExchangeError::from(e).code()));
@@ -296,10 +296,10 @@ pub(crate) fn on_decision(s: &InitiatorSession, decision: Decision) -> Result<St
 /// The phase's deadline passed.
 pub(crate) fn on_deadline(env: &Env, s: &InitiatorSession) -> Step {
     match &s.phase {
-        InitiatorPhase::Started => s.aborted(ErrorCode::ExpiryOutOfPolicy),
+        InitiatorPhase::Started => s.aborted(ErrorCode::Expired),
         #[cfg(feature = "planted-bugs")]
         InitiatorPhase::Valid(_) if env.bug(super::core::PlantedBug::InitiatorRestoresV1WithoutDecision) => {
-            Step::new(s.with_phase(InitiatorPhase::Aborted { reason: ErrorCode::ExpiryOutOfPolicy }))
+            Step::new(s.with_phase(InitiatorPhase::Aborted { reason: ErrorCode::Expired }))
                 .op(WriteOp::PutValue(VaultEntry { value: s.v1.clone(), acquired: Acquired::Returned(s.s1) }))
         }
         InitiatorPhase::Valid(a) => {

@@ -295,7 +295,7 @@ impl<S: Store> EventLoop<S> {
                     self.swarm.behaviour_mut().kad.get_closest_peers(peer);
                 }
                 tracing::debug!(to = %to, "sending arbiter request");
-                let id = self.swarm.behaviour_mut().arbiter.send_request_with_addresses(&peer, request, addrs);
+                let id = self.swarm.behaviour_mut().arbiter.send_request_with_addresses(&peer, Ok(request), addrs);
                 self.pending_arbiter.insert(id, session);
             }
         }
@@ -608,7 +608,7 @@ impl<S: Store> EventLoop<S> {
         self.respond(channel, &from, ExchangeResponse::Refusal(Refusal::new(error.code(), error.to_string(), None)));
     }
 
-    fn on_arbiter_event(&mut self, event: request_response::Event<valex_proto::message::ArbiterRequest, ArbiterResponse>) {
+    fn on_arbiter_event(&mut self, event: request_response::Event<valex_proto::codec::ArbiterRequestFrame, ArbiterResponse>) {
         match event {
             request_response::Event::Message { peer, message: request_response::Message::Response { request_id, response }, .. } => {
                 let Some(session) = self.pending_arbiter.remove(&request_id) else { return };
