@@ -18,9 +18,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, Swarm, gossipsub, identify, kad, noise, ping, tcp, yamux};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
-use valex_proto::codec::{
-    ARBITER_PROTOCOL, ARBITER_TOPIC, ArbiterCodec, IDENTIFY_PROTOCOL, KAD_PROTOCOL, arbiter_provider_key, from_swarm_peer, to_swarm_keypair,
-};
+use valex_proto::codec::{ARBITER_PROTOCOL, ARBITER_TOPIC, ArbiterCodec, IDENTIFY_PROTOCOL, KAD_PROTOCOL, arbiter_provider_key};
 use valex_proto::crypto::Keypair;
 use valex_proto::message::{ArbiterAnnouncement, ArbiterRequest, ArbiterResponse};
 use valex_proto::{Digest, PeerId};
@@ -166,7 +164,7 @@ fn net(e: impl std::fmt::Display) -> ServerError {
 }
 
 fn build_swarm(config: &ArbiterConfig) -> Result<Swarm<ArbiterBehaviour>, ServerError> {
-    let key = to_swarm_keypair(&config.keypair).map_err(net)?;
+    let key = config.keypair.to_libp2p();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -391,7 +389,7 @@ impl<L: DecisionLog> Server<L> {
     }
 
     fn on_request(&mut self, peer: libp2p::PeerId, request: ArbiterRequest, channel: ResponseChannel<ArbiterResponse>) {
-        let Ok(from) = from_swarm_peer(&peer) else { return };
+        let from = peer;
         let response = match self.arbiter.handle(from, request, now_ms()) {
             Ok(step) => {
                 if let Some(record) = &step.persist

@@ -14,7 +14,6 @@ use valex_arbiter::store::DecisionStore;
 use valex_node::exchange::{ArbiterPolicy, StaticPolicy};
 use valex_node::runtime::{self, ExchangeRequestCmd, NodeConfig};
 use valex_node::store::RocksStore;
-use valex_proto::codec::to_swarm_peer;
 use valex_proto::crypto::Keypair;
 use valex_proto::message::Want;
 
@@ -28,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut arbiter_config = ArbiterConfig::new(arbiter_key, "embedded-arbiter");
     arbiter_config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse()?];
     let (arbiter, _arbiter_task) = server::start(arbiter_config, DecisionStore::open(dir.join("arbiter"), arbiter_id)?).await?;
-    let arbiter_addr = arbiter.listen_addrs().await?[0].clone().with(Protocol::P2p(to_swarm_peer(&arbiter_id)?));
+    let arbiter_addr = arbiter.listen_addrs().await?[0].clone().with(Protocol::P2p(arbiter_id));
 
     // Two nodes that accept only this arbiter, bootstrapped through it.
     let mut nodes = Vec::new();
@@ -40,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         nodes.push((node, event_loop));
     }
     let (alice, bob) = (nodes[0].0.clone(), nodes[1].0.clone());
-    let bob_addr = bob.listen_addrs().await?[0].clone().with(Protocol::P2p(to_swarm_peer(&bob.peer_id())?));
+    let bob_addr = bob.listen_addrs().await?[0].clone().with(Protocol::P2p(bob.peer_id()));
     alice.dial(bob_addr).await?;
 
     let ticket = alice.issue("ticket".into(), 1, b"concert, seat 12A".to_vec()).await?;

@@ -54,26 +54,6 @@ pub fn arbiter_provider_key() -> Vec<u8> {
     crate::Digest::of(b"valex/arbiter/v1").0.to_vec()
 }
 
-/// Why a key or peer id could not be converted between this crate's identity types and libp2p's.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("identity conversion failed: {0}")]
-pub struct IdentityError(String);
-
-/// The libp2p swarm's form of a PeerId (libp2p may use a newer `libp2p-identity` than this crate).
-pub fn to_swarm_peer(peer: &crate::PeerId) -> Result<libp2p::PeerId, IdentityError> {
-    libp2p::PeerId::from_bytes(&peer.to_bytes()).map_err(|e| IdentityError(e.to_string()))
-}
-
-/// This crate's form of a PeerId the swarm authenticated.
-pub fn from_swarm_peer(peer: &libp2p::PeerId) -> Result<crate::PeerId, IdentityError> {
-    crate::PeerId::from_bytes(&peer.to_bytes()).map_err(|e| IdentityError(e.to_string()))
-}
-
-/// The libp2p swarm's form of a node's key (same ed25519 secret).
-pub fn to_swarm_keypair(key: &crate::crypto::Keypair) -> Result<libp2p::identity::Keypair, IdentityError> {
-    libp2p::identity::Keypair::ed25519_from_bytes(key.seed()).map_err(|e| IdentityError(e.to_string()))
-}
-
 fn invalid(error: DecodeError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error)
 }
@@ -255,15 +235,6 @@ mod tests {
         let mut wire = Vec::new();
         block_on(arbiter.write_request(&ARBITER_PROTOCOL, &mut wire, Ok(query.clone()))).unwrap();
         assert_eq!(block_on(arbiter.read_request(&ARBITER_PROTOCOL, &mut &wire[..])).unwrap(), Ok(query));
-    }
-
-    #[test]
-    fn identities_convert_both_ways() {
-        let key = crate::crypto::Keypair::from_seed([4; 32]);
-        let swarm_key = to_swarm_keypair(&key).unwrap();
-        let swarm_peer = swarm_key.public().to_peer_id();
-        assert_eq!(to_swarm_peer(&key.peer_id()).unwrap(), swarm_peer);
-        assert_eq!(from_swarm_peer(&swarm_peer).unwrap(), key.peer_id());
     }
 
     #[test]

@@ -66,8 +66,7 @@ fn fast_timing() -> Timing {
 }
 
 fn with_p2p(addr: &Multiaddr, peer: &PeerId) -> Multiaddr {
-    let peer = libp2p::PeerId::from_bytes(&peer.to_bytes()).unwrap();
-    addr.clone().with(Protocol::P2p(peer))
+    addr.clone().with(Protocol::P2p(*peer))
 }
 
 /// A running arbiter server on a RocksDB decision store, and what it needs to restart the same.
@@ -575,7 +574,7 @@ async fn i_garbage_and_oversize_frames_from_a_malicious_peer_change_nothing() {
     let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
     let before = b.snapshot().await;
 
-    let key = valex_proto::codec::to_swarm_keypair(&Keypair::from_seed([66; 32])).unwrap();
+    let key = Keypair::from_seed([66; 32]).to_libp2p();
     let mut attacker = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(libp2p::tcp::Config::default(), libp2p::noise::Config::new, libp2p::yamux::Config::default)
@@ -589,7 +588,7 @@ async fn i_garbage_and_oversize_frames_from_a_malicious_peer_change_nothing() {
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
-    let b_peer = libp2p::PeerId::from_bytes(&b.peer().to_bytes()).unwrap();
+    let b_peer = b.peer();
     attacker.dial(b.dial_addr()).unwrap();
 
     let unknown_m3 = ExchangeRequest::Confirm(valex_proto::message::Confirm {

@@ -33,9 +33,7 @@ use valex_arbiter::{Arbiter, DecisionRecord};
 use valex_node::exchange::{ArbiterPolicy, NodeState, Session, SessionOutcome, StaticPolicy, Timing};
 use valex_node::runtime::{self, EventLoopHandle, ExchangeRequestCmd, FaultPoint, Faults, Node, NodeConfig};
 use valex_node::store::RocksStore;
-use valex_proto::codec::{
-    ARBITER_PROTOCOL, ArbiterCodec, EXCHANGE_PROTOCOL, ExchangeCodec, from_swarm_peer, to_swarm_keypair, to_swarm_peer,
-};
+use valex_proto::codec::{ARBITER_PROTOCOL, ArbiterCodec, EXCHANGE_PROTOCOL, ExchangeCodec};
 use valex_proto::crypto::Keypair;
 use valex_proto::limits::MAX_FRAME_BYTES;
 use valex_proto::message::{
@@ -90,7 +88,7 @@ fn fast_timing() -> Timing {
 }
 
 fn with_p2p(addr: &Multiaddr, peer: &PeerId) -> Multiaddr {
-    addr.clone().with(Protocol::P2p(to_swarm_peer(peer).unwrap()))
+    addr.clone().with(Protocol::P2p(*peer))
 }
 
 // ---- honest parties ----------------------------------------------------------------------
@@ -295,7 +293,7 @@ impl Hostile {
     /// Starts a hostile peer with `key`; arbiter requests it receives come out of the receiver.
     async fn start(key: Keypair) -> (Self, mpsc::UnboundedReceiver<ArbiterCall>) {
         let config = request_response::Config::default().with_request_timeout(Duration::from_secs(10)).with_max_concurrent_streams(4_096);
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(to_swarm_keypair(&key).unwrap())
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.to_libp2p())
             .with_tokio()
             .with_tcp(libp2p::tcp::Config::default().nodelay(true), libp2p::noise::Config::new, libp2p::yamux::Config::default)
             .unwrap()
@@ -369,12 +367,12 @@ async fn drive(
             command = commands.recv() => match command {
                 None => break,
                 Some(HostileCommand::Exchange(to, request, reply)) => {
-                    let peer = to_swarm_peer(&to.peer).unwrap();
+                    let peer = to.peer;
                     let id = swarm.behaviour_mut().exchange.send_request_with_addresses(&peer, Ok(*request), vec![to.addr]);
                     typed.insert(id, reply);
                 }
                 Some(HostileCommand::Raw(to, bytes, reply)) => {
-                    let peer = to_swarm_peer(&to.peer).unwrap();
+                    let peer = to.peer;
                     let id = swarm.behaviour_mut().raw.send_request_with_addresses(&peer, bytes, vec![to.addr]);
                     raw.insert(id, reply);
                 }
@@ -417,7 +415,7 @@ async fn drive(
                     ..
                 })) => {
                     let (reply, answer) = oneshot::channel();
-                    let from = from_swarm_peer(&peer).unwrap();
+                    let from = peer;
                     // The honest node only ever sends decodable arbiter requests.
                     let request = request.expect("an honest node's arbiter request decodes");
                     if calls.send(ArbiterCall { from, request, reply }).is_ok() {

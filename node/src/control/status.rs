@@ -23,7 +23,7 @@ pub fn status_of(error: NodeError) -> Status {
             return Status::failed_precondition("no known arbiter is acceptable: name one with --arbiter, or wait for discovery");
         }
         NodeError::UnknownValue | NodeError::UnknownSession(_) => Code::NotFound,
-        NodeError::Value(_) | NodeError::Identity(_) => Code::InvalidArgument,
+        NodeError::Value(_) => Code::InvalidArgument,
     };
     Status::new(code, error.to_string())
 }

@@ -69,7 +69,7 @@ pub fn identify_behaviour(key: &libp2p::identity::Keypair) -> identify::Behaviou
 
 /// Builds the node's swarm over tcp + noise + yamux, subscribed to the announcement topic.
 pub fn build_swarm(keypair: &Keypair, idle_connection_timeout: Duration) -> Result<Swarm<NodeBehaviour>, NetError> {
-    let key = valex_proto::codec::to_swarm_keypair(keypair).map_err(|e| NetError::Config(e.to_string()))?;
+    let key = keypair.to_libp2p();
     let rr_config = request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT);
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()

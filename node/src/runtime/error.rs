@@ -33,7 +33,4 @@ pub enum NodeError {
     /// The network could not be set up.
     #[error(transparent)]
     Net(#[from] NetError),
-    /// A PeerId or key could not be converted for the swarm.
-    #[error("identity: {0}")]
-    Identity(String),
 }

@@ -24,7 +24,7 @@ use rand::rngs::OsRng;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 use valex_proto::PeerId;
-use valex_proto::codec::{ExchangeRequestFrame, arbiter_provider_key, from_swarm_peer, to_swarm_peer};
+use valex_proto::codec::{ExchangeRequestFrame, arbiter_provider_key};
 use valex_proto::crypto::Keypair;
 use valex_proto::message::{ArbiterAnnouncement, ArbiterResponse, DecodeError, ExchangeRequest, ExchangeResponse, Refusal};
 use valex_proto::value::Value;
@@ -275,7 +275,7 @@ impl<S: Store> EventLoop<S> {
                 if self.config.faults.drops(&FaultPoint::SendRequest { to: &to, request: &request }) {
                     return;
                 }
-                let Ok(peer) = to_swarm_peer(&to) else { return };
+                let peer = to;
                 let addrs = self.addr_book.get(&peer).cloned().unwrap_or_default();
                 tracing::debug!(to = %to, kind = request_name(&request), "sending");
                 let id = self.swarm.behaviour_mut().exchange.send_request_with_addresses(&peer, Ok(request), addrs);
@@ -285,7 +285,7 @@ impl<S: Store> EventLoop<S> {
                 if self.config.faults.drops(&FaultPoint::SendArbiter { to: &to, request: &request }) {
                     return;
                 }
-                let Ok(peer) = to_swarm_peer(&to) else { return };
+                let peer = to;
                 let mut addrs = self.addr_book.get(&peer).cloned().unwrap_or_default();
                 if let Some(entry) = self.directory.get(&to) {
                     addrs.extend(entry.addrs.iter().cloned());
@@ -398,15 +398,11 @@ impl<S: Store> EventLoop<S> {
             Command::Peers(reply) => {
                 let mut peers: Vec<PeerInfo> = Vec::new();
                 for (peer, addrs) in &self.addr_book {
-                    if let Ok(id) = from_swarm_peer(peer) {
-                        peers.push(PeerInfo { peer: id, addrs: addrs.clone(), connected: self.swarm.is_connected(peer) });
-                    }
+                    peers.push(PeerInfo { peer: *peer, addrs: addrs.clone(), connected: self.swarm.is_connected(peer) });
                 }
                 for peer in self.swarm.connected_peers() {
-                    if !self.addr_book.contains_key(peer)
-                        && let Ok(id) = from_swarm_peer(peer)
-                    {
-                        peers.push(PeerInfo { peer: id, addrs: Vec::new(), connected: true });
+                    if !self.addr_book.contains_key(peer) {
+                        peers.push(PeerInfo { peer: *peer, addrs: Vec::new(), connected: true });
                     }
                 }
                 let _ = reply.send(peers);
@@ -551,7 +547,7 @@ impl<S: Store> EventLoop<S> {
     fn on_exchange_event(&mut self, event: request_response::Event<ExchangeRequestFrame, ExchangeResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => {
-                let Ok(from) = from_swarm_peer(&peer) else { return };
+                let from = peer;
                 match message {
                     request_response::Message::Request { request: Ok(request), channel, .. } => self.on_request(from, request, channel),
                     request_response::Message::Request { request: Err(error), channel, .. } => {
@@ -612,7 +608,7 @@ impl<S: Store> EventLoop<S> {
         match event {
             request_response::Event::Message { peer, message: request_response::Message::Response { request_id, response }, .. } => {
                 let Some(session) = self.pending_arbiter.remove(&request_id) else { return };
-                let Ok(from) = from_swarm_peer(&peer) else { return };
+                let from = peer;
                 match self.core.handle(fresh_ctx(), Input::Arbiter { from, session, response }) {
                     Ok(effects) => {
                         tracing::info!(session = %session.short(), "arbiter decision applied");
@@ -642,9 +638,7 @@ impl<S: Store> EventLoop<S> {
                         addrs.push(addr.clone());
                     }
                 }
-                if let Ok(id) = from_swarm_peer(&peer) {
-                    self.directory.add_addrs(&id, addresses.iter().cloned());
-                }
+                self.directory.add_addrs(&peer, addresses.iter().cloned());
                 if is_new_peer {
                     self.query_providers();
                 }
@@ -658,7 +652,7 @@ impl<S: Store> EventLoop<S> {
                 }
                 let now = now_ms();
                 for provider in providers {
-                    let Ok(peer) = from_swarm_peer(&provider) else { continue };
+                    let peer = provider;
                     if peer == self.me() {
                         continue;
                     }
@@ -688,7 +682,7 @@ impl<S: Store> EventLoop<S> {
             tracing::warn!(peer = %announcement.peer, %error, "announcement with a bad signature");
             return;
         }
-        let source = message.source.and_then(|s| from_swarm_peer(&s).ok());
+        let source = message.source;
         if source != Some(announcement.peer) {
             tracing::debug!(peer = %announcement.peer, "announcement published by another peer; ignored");
             return;
@@ -699,10 +693,9 @@ impl<S: Store> EventLoop<S> {
             return;
         }
         let addrs: Vec<Multiaddr> = announcement.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-        if let Ok(peer) = to_swarm_peer(&announcement.peer) {
-            for addr in &addrs {
-                self.remember(peer, strip_p2p(addr));
-            }
+        let peer = announcement.peer;
+        for addr in &addrs {
+            self.remember(peer, strip_p2p(addr));
         }
         if self.directory.get(&announcement.peer).is_none() {
             tracing::info!(arbiter = %announcement.peer, name = %announcement.name, "arbiter found through gossipsub");
