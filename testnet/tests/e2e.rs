@@ -14,12 +14,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use libp2p::Multiaddr;
-use libp2p::multiaddr::Protocol;
 use tokio::sync::mpsc;
 use valex_arbiter::DecisionRecord;
 use valex_arbiter::server::{self, ArbiterConfig, ArbiterHandle};
 use valex_arbiter::store::DecisionStore;
-use valex_node::exchange::{ArbiterPolicy, NodeState, SessionId, SessionOutcome, StaticPolicy, Timing};
+use valex_node::exchange::{ArbiterPolicy, NodeState, SessionId, SessionOutcome, StaticPolicy};
 use valex_node::runtime::{self, DiscoveryConfig, EventLoopHandle, ExchangeRequestCmd, FaultPoint, Faults, Node, NodeConfig};
 use valex_node::store::{RocksStore, Store};
 use valex_proto::crypto::Keypair;
@@ -29,7 +28,7 @@ use valex_proto::{Digest, PeerId};
 use valex_testnet::invariants::{NamedState, check_always, check_at_rest};
 
 mod support;
-use support::{RawCodec, framed};
+use support::{RawCodec, fast_timing, framed, wait_until, with_p2p, within};
 
 const STEP: Duration = Duration::from_secs(30);
 
@@ -38,35 +37,6 @@ fn init_tracing() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
         .try_init();
-}
-
-async fn within<T>(what: &str, limit: Duration, future: impl std::future::Future<Output = T>) -> T {
-    match tokio::time::timeout(limit, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
-    }
-}
-
-/// Waits until `check` holds, re-checking the node's state every 20 ms, for at most `limit`.
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    within(what, limit, async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-}
-
-fn fast_timing() -> Timing {
-    Timing { grace_ms: 500, retry_ms: 300, arbiter_retry_max_ms: 1_500 }
-}
-
-fn with_p2p(addr: &Multiaddr, peer: &PeerId) -> Multiaddr {
-    addr.clone().with(Protocol::P2p(*peer))
 }
 
 /// A running arbiter server on a RocksDB decision store, and what it needs to restart the same.

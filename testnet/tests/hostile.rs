@@ -21,7 +21,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, Swarm};
@@ -30,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use valex_arbiter::server::{self, ArbiterConfig, ArbiterHandle};
 use valex_arbiter::store::DecisionStore;
 use valex_arbiter::{Arbiter, DecisionRecord};
-use valex_node::exchange::{ArbiterPolicy, NodeState, Session, SessionOutcome, StaticPolicy, Timing};
+use valex_node::exchange::{ArbiterPolicy, NodeState, Session, SessionOutcome, StaticPolicy};
 use valex_node::runtime::{self, EventLoopHandle, ExchangeRequestCmd, FaultPoint, Faults, Node, NodeConfig};
 use valex_node::store::RocksStore;
 use valex_proto::codec::{ARBITER_PROTOCOL, ArbiterCodec, EXCHANGE_PROTOCOL, ExchangeCodec};
@@ -44,7 +43,7 @@ use valex_proto::{Digest, ErrorCode, PeerId, Signature, canonical, crypto};
 use valex_testnet::invariants::{NamedState, check_always, check_at_rest};
 
 mod support;
-use support::{RawCodec, framed};
+use support::{RawCodec, fast_timing, framed, wait_until, with_p2p, within};
 
 /// The longest any single step may take.
 const STEP: Duration = Duration::from_secs(30);
@@ -60,35 +59,6 @@ fn init_tracing() {
 
 fn now_ms() -> u64 {
     u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
-}
-
-async fn within<T>(what: &str, limit: Duration, future: impl std::future::Future<Output = T>) -> T {
-    match tokio::time::timeout(limit, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
-    }
-}
-
-/// Waits until `check` holds, re-checking every 20 ms, for at most `limit`.
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    within(what, limit, async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-}
-
-fn fast_timing() -> Timing {
-    Timing { grace_ms: 500, retry_ms: 300, arbiter_retry_max_ms: 1_500 }
-}
-
-fn with_p2p(addr: &Multiaddr, peer: &PeerId) -> Multiaddr {
-    addr.clone().with(Protocol::P2p(*peer))
 }
 
 // ---- honest parties ----------------------------------------------------------------------

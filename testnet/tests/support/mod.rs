@@ -1,4 +1,44 @@
-//! What the end-to-end and hostile-peer tests share: a peer that speaks raw bytes.
+//! What the end-to-end and hostile-peer tests share: bounded waits, fast timing, and a peer that
+//! speaks raw bytes.
+
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+use valex_node::exchange::Timing;
+use valex_proto::PeerId;
+
+/// Awaits `future`, failing the test if it takes longer than `limit`.
+pub async fn within<T>(what: &str, limit: Duration, future: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
+    }
+}
+
+/// Waits until `check` holds, re-checking every 20 ms, for at most `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    within(what, limit, async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+/// Short retry and grace periods, so tests reach the arbiter paths quickly.
+pub fn fast_timing() -> Timing {
+    Timing { grace_ms: 500, retry_ms: 300, arbiter_retry_max_ms: 1_500 }
+}
+
+/// `addr` with `/p2p/<peer>`.
+pub fn with_p2p(addr: &Multiaddr, peer: &PeerId) -> Multiaddr {
+    addr.clone().with(Protocol::P2p(*peer))
+}
 
 /// Raw bytes on `/valex/exchange/1.0.0`: the request is written as given (then the stream is
 /// closed), the response is whatever comes back, up to 1 MiB.
