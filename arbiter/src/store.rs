@@ -37,6 +37,8 @@ use std::path::{Path, PathBuf};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use valex_proto::quarantine;
+pub use valex_proto::quarantine::{QuarantinedRecord, SetAside};
 use valex_proto::{Digest, PeerId};
 
 use crate::{ArbiterError, DecisionRecord};
@@ -62,7 +64,6 @@ pub const FORMAT_VERSION: u8 = 1;
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 
 const FORMAT_KEY: &[u8] = b"format_version";
-const MAX_REASON_BYTES: usize = 512;
 
 /// Evidence that someone asked about an s2 under a different h than the one decided.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -92,17 +93,6 @@ impl EquivocationEvidence {
     }
 }
 
-/// A stored record that could not be accepted and was moved to quarantine.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SetAside {
-    /// The column family it was in.
-    pub column: String,
-    /// Its key, in lower-case hex.
-    pub key_hex: String,
-    /// Why it was set aside.
-    pub reason: String,
-}
-
 /// What [`DecisionStore::load`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadedDecisions {
@@ -110,19 +100,6 @@ pub struct LoadedDecisions {
     pub decisions: BTreeMap<Digest, DecisionRecord>,
     /// The records that did not.
     pub set_aside: Vec<SetAside>,
-}
-
-/// A record in the `quarantine` column family, with its bytes exactly as they were.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct QuarantinedRecord {
-    /// The column family it was in.
-    pub column: String,
-    /// Its key there.
-    pub key: Vec<u8>,
-    /// Why it was set aside.
-    pub reason: String,
-    /// Its bytes.
-    pub raw: Vec<u8>,
 }
 
 /// Why the decision store could not open, write or load.
@@ -225,7 +202,7 @@ impl DecisionStore {
                 Ok((s2, record)) => {
                     decisions.insert(s2, record);
                 }
-                Err(reason) => bad.push((key.to_vec(), bytes.to_vec(), bounded(reason))),
+                Err(reason) => bad.push((key.to_vec(), bytes.to_vec(), quarantine::bounded_reason(reason))),
             }
             it.next();
         }
@@ -255,7 +232,7 @@ impl DecisionStore {
             match decode::<EquivocationEvidence>(bytes) {
                 Ok(evidence) => out.push(evidence),
                 Err(reason) => {
-                    tracing::warn!(key = %hex::encode(key), reason = %bounded(reason), "undecodable equivocation evidence skipped")
+                    tracing::warn!(key = %hex::encode(key), reason = %quarantine::bounded_reason(reason), "undecodable equivocation evidence skipped")
                 }
             }
             it.next();
@@ -270,7 +247,7 @@ impl DecisionStore {
         let mut it = self.db.raw_iterator_cf(self.cf(columns::QUARANTINE)?);
         it.seek_to_first();
         while let (Some(key), Some(value)) = (it.key(), it.value()) {
-            out.push(parse_quarantined(key, value));
+            out.push(quarantine::parse_entry(FORMAT_VERSION, key, value));
             it.next();
         }
         it.status()?;
@@ -321,7 +298,7 @@ impl DecisionStore {
         let (quarantine, source) = (self.cf(columns::QUARANTINE)?, self.cf(column)?);
         let mut write = rocksdb::WriteBatch::default();
         for (key, raw, reason) in &bad {
-            write.put_cf(quarantine, quarantine_key(column, key), quarantine_value(reason, raw));
+            write.put_cf(quarantine, quarantine::entry_key(column, key), quarantine::entry_value(FORMAT_VERSION, reason, raw));
             write.delete_cf(source, key);
         }
         self.write_synced(write)?;
@@ -371,50 +348,4 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
         return Err(format!("record format version {version} is not supported (this build reads {FORMAT_VERSION})"));
     }
     serde_json::from_slice(body).map_err(|e| format!("undecodable record: {e}"))
-}
-
-fn bounded(mut reason: String) -> String {
-    if reason.len() > MAX_REASON_BYTES {
-        let mut cut = MAX_REASON_BYTES;
-        while !reason.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        reason.truncate(cut);
-        reason.push('…');
-    }
-    reason
-}
-
-/// `column ‖ 0x00 ‖ key`.
-fn quarantine_key(column: &str, key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(column.len() + 1 + key.len());
-    out.extend_from_slice(column.as_bytes());
-    out.push(0);
-    out.extend_from_slice(key);
-    out
-}
-
-/// `FORMAT_VERSION ‖ u32 BE reason length ‖ reason ‖ the record's bytes, unchanged`.
-fn quarantine_value(reason: &str, raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + reason.len() + raw.len());
-    out.push(FORMAT_VERSION);
-    out.extend_from_slice(&u32::try_from(reason.len()).unwrap_or(u32::MAX).to_be_bytes());
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(raw);
-    out
-}
-
-fn parse_quarantined(key: &[u8], value: &[u8]) -> QuarantinedRecord {
-    let (column, original_key) = match key.iter().position(|&b| b == 0) {
-        Some(at) => (String::from_utf8_lossy(&key[..at]).into_owned(), key[at + 1..].to_vec()),
-        None => (String::new(), key.to_vec()),
-    };
-    let parsed = value.split_first().filter(|(version, _)| **version == FORMAT_VERSION).and_then(|(_, rest)| {
-        let (len, rest) = rest.split_first_chunk::<4>()?;
-        let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
-        let reason = rest.get(..len)?;
-        Some((String::from_utf8_lossy(reason).into_owned(), rest[len..].to_vec()))
-    });
-    let (reason, raw) = parsed.unwrap_or_else(|| ("(unreadable quarantine entry)".to_owned(), value.to_vec()));
-    QuarantinedRecord { column, key: original_key, reason, raw }
 }

@@ -26,6 +26,7 @@ pub mod crypto;
 pub mod digest;
 pub mod limits;
 pub mod message;
+pub mod quarantine;
 pub mod value;
 
 /// The prost-generated protobuf types (package `valex.v1`).

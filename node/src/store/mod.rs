@@ -12,7 +12,8 @@ mod rocks;
 use std::convert::Infallible;
 
 #[cfg(feature = "rocksdb")]
-pub use rocks::{QuarantinedRecord, RocksStore, StoreError, columns};
+pub use rocks::{RocksStore, StoreError, columns};
+pub use valex_proto::quarantine::{QuarantinedRecord, SetAside};
 
 use crate::exchange::{NodeState, WriteBatch};
 
@@ -50,17 +51,6 @@ pub struct Loaded {
     pub state: NodeState,
     /// The records that did not, and were set aside.
     pub set_aside: Vec<SetAside>,
-}
-
-/// A stored record that could not be loaded and was set aside (moved to quarantine).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SetAside {
-    /// The column family (or part of the state) it was in, e.g. `vault`.
-    pub column: String,
-    /// Its key, in lower-case hex.
-    pub key_hex: String,
-    /// Why it was set aside.
-    pub reason: String,
 }
 
 /// A store in memory: a commit is applied whole, so it is atomic; "durable" for as long as the

@@ -26,7 +26,9 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Optio
 use valex_proto::Digest;
 
 use super::record::{self, RecordError};
-use super::{Loaded, SetAside, Store};
+use valex_proto::quarantine::{self, QuarantinedRecord, SetAside};
+
+use super::{Loaded, Store};
 use crate::exchange::{NodeState, Receipt, Session, SessionId, VaultEntry, WriteBatch, WriteOp};
 
 /// The column family names.
@@ -49,9 +51,6 @@ pub mod columns {
 
 /// The `meta` key of the store's format version.
 const FORMAT_KEY: &[u8] = b"format_version";
-
-/// The longest reason kept for a set-aside record (decoder messages may quote the bad input).
-const MAX_REASON_BYTES: usize = 512;
 
 /// Why the store could not open, commit or load.
 #[derive(Debug, thiserror::Error)]
@@ -99,16 +98,7 @@ enum Defect {
 
 impl Defect {
     fn reason(&self) -> String {
-        let mut reason = self.to_string();
-        if reason.len() > MAX_REASON_BYTES {
-            let mut cut = MAX_REASON_BYTES;
-            while !reason.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            reason.truncate(cut);
-            reason.push('…');
-        }
-        reason
+        quarantine::bounded_reason(self.to_string())
     }
 }
 
@@ -118,20 +108,6 @@ struct BadRecord {
     key: Vec<u8>,
     raw: Vec<u8>,
     reason: String,
-}
-
-/// A record in the `quarantine` column family: where it was, why it was set aside, and its bytes
-/// exactly as they were.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct QuarantinedRecord {
-    /// The column family it was in.
-    pub column: String,
-    /// Its key there.
-    pub key: Vec<u8>,
-    /// Why it was set aside.
-    pub reason: String,
-    /// Its bytes.
-    pub raw: Vec<u8>,
 }
 
 /// A node's durable state in a RocksDB directory.
@@ -199,7 +175,7 @@ impl RocksStore {
         let mut it = self.db.raw_iterator_cf(self.cf(columns::QUARANTINE)?);
         it.seek_to_first();
         while let (Some(key), Some(value)) = (it.key(), it.value()) {
-            out.push(parse_quarantined(key, value));
+            out.push(quarantine::parse_entry(record::FORMAT_VERSION, key, value));
             it.next();
         }
         it.status()?;
@@ -262,7 +238,11 @@ impl RocksStore {
         let quarantine = self.cf(columns::QUARANTINE)?;
         let mut write = rocksdb::WriteBatch::default();
         for record in &bad {
-            write.put_cf(quarantine, quarantine_key(record.column, &record.key), quarantine_value(&record.reason, &record.raw));
+            write.put_cf(
+                quarantine,
+                quarantine::entry_key(record.column, &record.key),
+                quarantine::entry_value(record::FORMAT_VERSION, &record.reason, &record.raw),
+            );
             write.delete_cf(self.cf(record.column)?, &record.key);
         }
         self.write_synced(write)?;
@@ -353,38 +333,4 @@ fn expect_key(key: &[u8], id: Digest) -> Result<Digest, Defect> {
         return Err(Defect::KeyMismatch { actual: id.to_hex() });
     }
     Ok(id)
-}
-
-/// `column ‖ 0x00 ‖ key`.
-fn quarantine_key(column: &str, key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(column.len() + 1 + key.len());
-    out.extend_from_slice(column.as_bytes());
-    out.push(0);
-    out.extend_from_slice(key);
-    out
-}
-
-/// `FORMAT_VERSION ‖ u32 BE reason length ‖ reason ‖ the record's bytes, unchanged`.
-fn quarantine_value(reason: &str, raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + reason.len() + raw.len());
-    out.push(record::FORMAT_VERSION);
-    out.extend_from_slice(&u32::try_from(reason.len()).unwrap_or(u32::MAX).to_be_bytes());
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(raw);
-    out
-}
-
-fn parse_quarantined(key: &[u8], value: &[u8]) -> QuarantinedRecord {
-    let (column, original_key) = match key.iter().position(|&b| b == 0) {
-        Some(at) => (String::from_utf8_lossy(&key[..at]).into_owned(), key[at + 1..].to_vec()),
-        None => (String::new(), key.to_vec()),
-    };
-    let parsed = value.split_first().filter(|(version, _)| **version == record::FORMAT_VERSION).and_then(|(_, rest)| {
-        let (len, rest) = rest.split_first_chunk::<4>()?;
-        let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
-        let reason = rest.get(..len)?;
-        Some((String::from_utf8_lossy(reason).into_owned(), rest[len..].to_vec()))
-    });
-    let (reason, raw) = parsed.unwrap_or_else(|| ("(unreadable quarantine entry)".to_owned(), value.to_vec()));
-    QuarantinedRecord { column, key: original_key, reason, raw }
 }
