@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use valex_testnet::local::{RunConfig, run};
 use valex_testnet::model::{ModelConfig, explore};
+use valex_testnet::sim::{PlantedBug, WorldConfig};
 
 #[derive(Parser)]
 #[command(name = "valex-testnet", version, about = "valex testnet: local networks of valex nodes, and model checking")]
@@ -71,6 +72,11 @@ enum Command {
         /// Stop after this many states.
         #[arg(long, default_value_t = 20_000_000)]
         max_states: usize,
+        /// Plant a known protocol bug in the simulated nodes, to watch the checker catch it
+        /// (responder-accepts-confirm-while-pending, responder-splits-done-write,
+        /// initiator-restores-v1-without-decision).
+        #[arg(long)]
+        plant: Option<PlantedBug>,
     },
 }
 
@@ -127,8 +133,9 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::ModelCheck { max_crashes, max_states } => {
-            let config = ModelConfig { max_crashes, max_states, ..ModelConfig::default() };
+        Command::ModelCheck { max_crashes, max_states, plant } => {
+            let world = WorldConfig { planted_bug: plant, ..WorldConfig::default() };
+            let config = ModelConfig { world, max_crashes, max_states, ..ModelConfig::default() };
             let report = explore(&config);
             println!("{report}");
             if report.violation.is_some() || !report.complete { ExitCode::FAILURE } else { ExitCode::SUCCESS }

@@ -27,7 +27,7 @@ use crate::sim::{Action, World, WorldConfig, fingerprint};
 /// Bounds and settings of a model-checking run.
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
-    /// The simulated exchange (timing, policies, planted bug).
+    /// The simulated exchange (timing, policies, and a bug to plant, if any).
     pub world: WorldConfig,
     /// Crash-restarts allowed on any path (A's and B's together).
     pub max_crashes: u8,
@@ -56,6 +56,9 @@ pub struct Counterexample {
     /// (§6.4, or §6 broken on the way): the trace's first `faults_stop_at` actions reach an
     /// explored state, the rest are fault-free.
     pub faults_stop_at: Option<usize>,
+    /// The first action of the trace during which the planted bug (if any) changed a node's
+    /// step; `None` when every node behaved honestly along the trace.
+    pub planted_at: Option<usize>,
 }
 
 impl fmt::Display for Counterexample {
@@ -66,7 +69,8 @@ impl fmt::Display for Counterexample {
             if self.faults_stop_at == Some(i) {
                 writeln!(f, "  -- faults stop here; from now on every message is delivered and timers fire --")?;
             }
-            writeln!(f, "  {:>2}. {action}", i + 1)?;
+            let planted = if self.planted_at == Some(i) { "   <- the planted bug acts here" } else { "" };
+            writeln!(f, "  {:>2}. {action}{planted}", i + 1)?;
             writeln!(f, "      => {state}")?;
         }
         Ok(())
@@ -134,7 +138,8 @@ pub fn explore(config: &ModelConfig) -> Report {
         let mut actions = trace_of(parents, index);
         let faults_stop_at = (!healing.is_empty()).then_some(actions.len());
         actions.extend(healing);
-        Counterexample { violation, trace: replay(config, &actions), faults_stop_at }
+        let (trace, planted_at) = replay(config, &actions);
+        Counterexample { violation, trace, faults_stop_at, planted_at }
     };
 
     while let Some((index, depth, state)) = queue.pop_front() {
@@ -219,14 +224,22 @@ fn trace_of(parents: &[(u32, Option<Action>)], mut index: u32) -> Vec<Action> {
     actions
 }
 
-/// Replays `actions` from the initial state, describing each state reached.
-fn replay(config: &ModelConfig, actions: &[Action]) -> Vec<(Action, String)> {
+/// Replays `actions` from the initial state, describing each state reached, and finds the first
+/// action the planted bug (if any) acted in.
+fn replay(config: &ModelConfig, actions: &[Action]) -> (Vec<(Action, String)>, Option<usize>) {
     let mut world = World::new(config.world.clone());
-    actions
+    let mut planted_at = None;
+    let trace = actions
         .iter()
-        .map(|action| {
+        .enumerate()
+        .map(|(i, action)| {
+            let mutated_before = world.mutated_steps();
             let outcome = world.apply(action).map(|()| world.to_string());
+            if planted_at.is_none() && world.mutated_steps() > mutated_before {
+                planted_at = Some(i);
+            }
             (action.clone(), outcome.unwrap_or_else(|e| format!("(replay failed: {e})")))
         })
-        .collect()
+        .collect();
+    (trace, planted_at)
 }

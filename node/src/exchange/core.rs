@@ -37,18 +37,6 @@ impl Default for Timing {
     }
 }
 
-/// A known protocol bug, planted on purpose so the model checker can be shown to catch it.
-#[cfg(feature = "planted-bugs")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PlantedBug {
-    /// B accepts a valid M3 while PENDING (protocol.md §5 says it MUST refuse).
-    ResponderAcceptsConfirmWhilePending,
-    /// B stores V1 in one write and ends its session in a second one.
-    ResponderSplitsDoneWrite,
-    /// A, at its VALID deadline, restores V1 to its vault instead of asking the arbiter.
-    InitiatorRestoresV1WithoutDecision,
-}
-
 /// How a core behaves.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
@@ -56,19 +44,11 @@ pub struct CoreConfig {
     pub policy: Arc<dyn Policy>,
     /// Timeouts and retries.
     pub timing: Timing,
-    /// A bug to plant (model checking only).
-    #[cfg(feature = "planted-bugs")]
-    pub planted_bug: Option<PlantedBug>,
 }
 
 impl Default for CoreConfig {
     fn default() -> Self {
-        Self {
-            policy: Arc::new(StaticPolicy::default()),
-            timing: Timing::default(),
-            #[cfg(feature = "planted-bugs")]
-            planted_bug: None,
-        }
+        Self { policy: Arc::new(StaticPolicy::default()), timing: Timing::default() }
     }
 }
 
@@ -78,18 +58,11 @@ pub(crate) struct Env {
     pub(crate) key: Keypair,
     pub(crate) policy: Arc<dyn Policy>,
     pub(crate) timing: Timing,
-    #[cfg(feature = "planted-bugs")]
-    pub(crate) planted_bug: Option<PlantedBug>,
 }
 
 impl Env {
     pub(crate) fn me(&self) -> PeerId {
         self.key.peer_id()
-    }
-
-    #[cfg(feature = "planted-bugs")]
-    pub(crate) fn bug(&self, bug: PlantedBug) -> bool {
-        self.planted_bug == Some(bug)
     }
 }
 
@@ -102,30 +75,15 @@ pub(crate) struct Step {
     ops: Vec<WriteOp>,
     /// The response to the request being handled.
     reply: Option<ExchangeResponse>,
-    /// Planted bug: persist the session record in a second write.
-    #[cfg(feature = "planted-bugs")]
-    split_session_write: bool,
 }
 
 impl Step {
     pub(crate) fn new(session: Session) -> Self {
-        Self {
-            session: Some(session),
-            ops: Vec::new(),
-            reply: None,
-            #[cfg(feature = "planted-bugs")]
-            split_session_write: false,
-        }
+        Self { session: Some(session), ops: Vec::new(), reply: None }
     }
 
     pub(crate) fn unchanged() -> Self {
-        Self {
-            session: None,
-            ops: Vec::new(),
-            reply: None,
-            #[cfg(feature = "planted-bugs")]
-            split_session_write: false,
-        }
+        Self { session: None, ops: Vec::new(), reply: None }
     }
 
     pub(crate) fn op(mut self, op: WriteOp) -> Self {
@@ -142,12 +100,6 @@ impl Step {
         self.reply = Some(reply);
         self
     }
-
-    #[cfg(feature = "planted-bugs")]
-    pub(crate) fn split_session_write(mut self) -> Self {
-        self.split_session_write = true;
-        self
-    }
 }
 
 /// A node's exchanges, as a pure state machine. See the [crate docs](crate) for an example.
@@ -162,13 +114,7 @@ pub struct ExchangeCore {
 impl ExchangeCore {
     /// A core over `state`, as loaded from the store.
     pub fn new(key: Keypair, config: CoreConfig, state: NodeState) -> Self {
-        let env = Env {
-            key,
-            policy: config.policy,
-            timing: config.timing,
-            #[cfg(feature = "planted-bugs")]
-            planted_bug: config.planted_bug,
-        };
+        let env = Env { key, policy: config.policy, timing: config.timing };
         Self { env, state, arbiter_attempts: BTreeMap::new() }
     }
 
@@ -277,7 +223,7 @@ impl ExchangeCore {
             TimerKind::Deadline => match self.deadline(&session) {
                 Some(deadline) if ctx.now_ms >= deadline => {
                     let step = match &session {
-                        Session::Initiator(s) => initiator::on_deadline(&self.env, s),
+                        Session::Initiator(s) => initiator::on_deadline(s),
                         Session::Responder(s) => responder::on_deadline(&self.env, s),
                     };
                     self.commit(ctx, step)
@@ -303,22 +249,7 @@ impl ExchangeCore {
         let new_phase = session.phase_name();
         let mut effects = Effects::for_session(id);
         let mut ops = step.ops;
-        let put_session = WriteOp::PutSession(Box::new(session.clone()));
-        #[cfg(feature = "planted-bugs")]
-        if step.split_session_write {
-            let second = WriteBatch::new(vec![put_session.clone()]);
-            let first = WriteBatch::new(ops);
-            self.state.apply(&first);
-            self.state.apply(&second);
-            effects.persist = Some(first);
-            effects.planted_second_write = Some(second);
-            effects.reply = step.reply;
-            if old_phase != Some(new_phase) {
-                self.announce(&session, ctx.now_ms, &mut effects);
-            }
-            return effects;
-        }
-        ops.push(put_session);
+        ops.push(WriteOp::PutSession(Box::new(session.clone())));
         let batch = WriteBatch::new(ops);
         self.state.apply(&batch);
         effects.persist = Some(batch);

@@ -121,9 +121,6 @@ pub struct Effects {
     pub session: Option<SessionId>,
     /// The one atomic write to commit first.
     pub persist: Option<WriteBatch>,
-    /// A planted bug's second write, committed after `persist` (model checking only).
-    #[cfg(feature = "planted-bugs")]
-    pub planted_second_write: Option<WriteBatch>,
     /// The response to an [`Input::Request`].
     pub reply: Option<ExchangeResponse>,
     /// Requests to send.

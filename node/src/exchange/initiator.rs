@@ -294,18 +294,10 @@ pub(crate) fn on_decision(s: &InitiatorSession, decision: Decision) -> Result<St
 }
 
 /// The phase's deadline passed.
-pub(crate) fn on_deadline(env: &Env, s: &InitiatorSession) -> Step {
+pub(crate) fn on_deadline(s: &InitiatorSession) -> Step {
     match &s.phase {
         InitiatorPhase::Started => s.aborted(ErrorCode::Expired),
-        #[cfg(feature = "planted-bugs")]
-        InitiatorPhase::Valid(_) if env.bug(super::core::PlantedBug::InitiatorRestoresV1WithoutDecision) => {
-            Step::new(s.with_phase(InitiatorPhase::Aborted { reason: ErrorCode::Expired }))
-                .op(WriteOp::PutValue(VaultEntry { value: s.v1.clone(), acquired: Acquired::Returned(s.s1) }))
-        }
-        InitiatorPhase::Valid(a) => {
-            let _ = env;
-            s.resolving(a)
-        }
+        InitiatorPhase::Valid(a) => s.resolving(a),
         _ => Step::unchanged(),
     }
 }

@@ -14,8 +14,6 @@ pub mod policy;
 pub mod responder;
 pub mod state;
 
-#[cfg(feature = "planted-bugs")]
-pub use self::core::PlantedBug;
 pub use self::core::{CoreConfig, ExchangeCore, Timing};
 pub use effects::{Ctx, Effects, Input, Outgoing, StartExchange, Timer, TimerKind};
 pub use error::ExchangeError;

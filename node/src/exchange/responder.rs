@@ -215,10 +215,6 @@ pub(crate) fn on_confirm(env: &Env, s: &ResponderSession, ctx: Ctx, from: PeerId
     };
     match &s.phase {
         ResponderPhase::Valid => {}
-        #[cfg(feature = "planted-bugs")]
-        ResponderPhase::Pending { .. } if valid && env.bug(super::core::PlantedBug::ResponderAcceptsConfirmWhilePending) => {
-            return Ok(confirmed(env, s, m3.se));
-        }
         // 保留: only the arbiter decides now, even for a valid M3.
         ResponderPhase::Pending { .. } => return Err(ExchangeError::Pending(s.s1)),
         // A retried M3: answer the same r2 again.
@@ -234,18 +230,13 @@ pub(crate) fn on_confirm(env: &Env, s: &ResponderSession, ctx: Ctx, from: PeerId
         let refusal = invalid_error().refusal(Some(s.s1));
         return Ok(s.pending(env, PendingReason::InvalidConfirm).reply(ExchangeResponse::Refusal(refusal)));
     }
-    Ok(confirmed(env, s, m3.se))
+    Ok(confirmed(s, m3.se))
 }
 
 /// A valid M3 while VALID: DONE, V1 into the vault with its receipt, r2 out — one write.
-fn confirmed(env: &Env, s: &ResponderSession, se: Signature) -> Step {
+fn confirmed(s: &ResponderSession, se: Signature) -> Step {
     let done = s.with_phase(ResponderPhase::Done { se: Some(se), decision: None });
     let take = s.take_v1(Some(se), Evidence::Secret(s.r2));
-    #[cfg(feature = "planted-bugs")]
-    if env.bug(super::core::PlantedBug::ResponderSplitsDoneWrite) {
-        return Step::new(done).ops(take).split_session_write().reply(s.reveal());
-    }
-    let _ = env;
     Step::new(done).ops(take).reply(s.reveal())
 }
 

@@ -220,14 +220,6 @@ impl<S: Store> EventLoop<S> {
             self.recover_from_store();
             return Err(NodeError::Store(error.to_string()));
         }
-        #[cfg(feature = "planted-bugs")]
-        if let Some(batch) = &effects.planted_second_write
-            && let Err(error) = self.store.commit(batch)
-        {
-            tracing::error!(%error, "second commit failed");
-            self.recover_from_store();
-            return Err(NodeError::Store(error.to_string()));
-        }
         if let (Some((channel, to)), Some(reply)) = (responder, effects.reply) {
             self.respond(channel, &to, reply);
         }

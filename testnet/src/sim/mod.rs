@@ -12,6 +12,7 @@
 //! assert_eq!(world.network().len(), 1); // M1 in flight
 //! ```
 
+mod mutants;
 mod network;
 mod party;
 mod script;
@@ -22,16 +23,19 @@ use std::sync::{Arc, Mutex};
 
 use valex_arbiter::{Arbiter, DecisionRecord};
 use valex_node::exchange::{
-    CoreConfig, Ctx, Effects, ExchangeCore, ExchangeError, Input, NodeState, Outgoing, Session, SessionId, StartExchange, StaticPolicy,
-    TimerKind, Timing,
+    CoreConfig, Ctx, Effects, ExchangeError, Input, Outgoing, Session, SessionId, StartExchange, StaticPolicy, TimerKind, Timing,
+    WriteBatch,
 };
 use valex_proto::crypto::Keypair;
 use valex_proto::message::{ArbiterRequest, ArbiterResponse, ExchangeRequest, ExchangeResponse, Want};
 use valex_proto::value::Value;
 use valex_proto::{Digest, PeerId};
 
+pub use mutants::PlantedBug;
 pub use network::{Envelope, Network, Payload};
 pub use party::PartyState;
+
+use mutants::{Node, NodeStep};
 
 /// A party of the exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -85,8 +89,9 @@ pub enum Action {
         /// The party.
         role: Role,
     },
-    /// A party crashes in the middle of a step that writes twice (only planted bugs do), after
-    /// the first write: deliver message `index` to it, commit only the first write, restart.
+    /// A party crashes in the middle of a step that writes twice (only the
+    /// [`PlantedBug::ResponderSplitsDoneWrite`] mutant does), after the first write: deliver
+    /// message `index` to it, commit only the first write, restart.
     CrashBetweenWrites {
         /// The message whose handling is interrupted.
         index: usize,
@@ -117,9 +122,8 @@ pub struct WorldConfig {
     pub policy_a: StaticPolicy,
     /// B's policy.
     pub policy_b: StaticPolicy,
-    /// A planted bug for both nodes (model checking only).
-    #[cfg(feature = "planted-bugs")]
-    pub planted_bug: Option<valex_node::exchange::PlantedBug>,
+    /// A bug the simulator plants in both nodes, around their honest cores (see [`PlantedBug`]).
+    pub planted_bug: Option<PlantedBug>,
 }
 
 impl Default for WorldConfig {
@@ -130,7 +134,6 @@ impl Default for WorldConfig {
             timing: Timing { grace_ms: 2_000, retry_ms: 500, arbiter_retry_max_ms: 4_000 },
             policy_a: policy.clone(),
             policy_b: policy,
-            #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
     }
@@ -208,13 +211,15 @@ pub struct World {
     /// Each core step's result by a fingerprint of (role, state, clock, input): the cores are
     /// deterministic, so the model checker need not verify the same signatures again.
     memo: Arc<Mutex<HashMap<u128, StepResult>>>,
-    /// Whether the last step crashed between two writes (only planted bugs write twice).
+    /// Whether the last step crashed between two writes (only a planted bug writes twice).
     split_write: bool,
+    /// How many steps so far the planted bug changed.
+    mutated_steps: usize,
     /// The same for T.
     arbiter_memo: Arc<Mutex<HashMap<u128, ArbiterStepResult>>>,
 }
 
-type StepResult = Result<(NodeState, Effects), ExchangeError>;
+type StepResult = Result<NodeStep, ExchangeError>;
 type ArbiterStepResult = (BTreeMap<Digest, DecisionRecord>, ArbiterResponse);
 
 /// A 128-bit fingerprint (XXH3-128 of the value's `Hash` stream), the same in every run.
@@ -283,6 +288,7 @@ impl World {
             started: false,
             log: Vec::new(),
             split_write: false,
+            mutated_steps: 0,
             memo: Arc::default(),
             arbiter_memo: Arc::default(),
         }
@@ -301,6 +307,12 @@ impl World {
     /// Whether A has started.
     pub fn started(&self) -> bool {
         self.started
+    }
+
+    /// How many steps so far the planted bug (if any) changed: zero means the nodes behaved
+    /// honestly all along.
+    pub fn mutated_steps(&self) -> usize {
+        self.mutated_steps
     }
 
     /// Errors and refusals seen so far, in order.
@@ -345,8 +357,8 @@ impl World {
             if faults {
                 actions.push(Action::Deliver { index, keep: true });
                 actions.push(Action::Drop { index });
-                #[cfg(feature = "planted-bugs")]
-                if self.config.planted_bug.is_some() && self.network.get(index).is_some_and(|e| e.to != Role::T) {
+                if self.config.planted_bug.is_some_and(PlantedBug::writes_twice) && self.network.get(index).is_some_and(|e| e.to != Role::T)
+                {
                     actions.push(Action::CrashBetweenWrites { index });
                 }
             }
@@ -462,18 +474,14 @@ impl World {
         self.network.insert(Envelope { from: Role::T, to: from, session, payload: Payload::ArbiterResponse(response) });
     }
 
-    fn core(&self, role: Role) -> ExchangeCore {
+    /// `role`'s node: its honest core's key and settings, and the planted bug.
+    fn node(&self, role: Role) -> Node {
         let (key, policy) = match role {
             Role::B => (self.cast.b.clone(), self.config.policy_b.clone()),
             _ => (self.cast.a.clone(), self.config.policy_a.clone()),
         };
-        let config = CoreConfig {
-            policy: Arc::new(policy),
-            timing: self.config.timing,
-            #[cfg(feature = "planted-bugs")]
-            planted_bug: self.config.planted_bug,
-        };
-        ExchangeCore::new(key, config, self.party(role).volatile.clone())
+        let config = CoreConfig { policy: Arc::new(policy), timing: self.config.timing };
+        Node { key, config, bug: self.config.planted_bug }
     }
 
     /// Runs one input through `role`'s core and carries out its effects, write-ahead.
@@ -489,9 +497,8 @@ impl World {
         let result = match cached {
             Some(result) => result,
             None => {
-                let mut core = self.core(role);
                 let ctx = Ctx { now_ms, entropy: entropy(role, &input) };
-                let result = core.handle(ctx, input).map(|effects| (core.state().clone(), effects));
+                let result = self.node(role).handle(&self.party(role).volatile, ctx, &input);
                 if let Ok(mut memo) = self.memo.lock() {
                     memo.insert(key, result.clone());
                 }
@@ -499,12 +506,10 @@ impl World {
             }
         };
         match result {
-            Ok((state, effects)) => {
+            Ok(NodeStep { state, effects, second_write, mutated }) => {
+                self.mutated_steps += usize::from(mutated);
                 if crash_between_writes {
-                    #[cfg(feature = "planted-bugs")]
-                    {
-                        self.split_write = effects.planted_second_write.is_some();
-                    }
+                    self.split_write = second_write.is_some();
                     // Only the first write reaches the disk; the process dies before anything else.
                     if let Some(batch) = &effects.persist {
                         self.party_mut(role).persisted.apply(batch);
@@ -512,7 +517,7 @@ impl World {
                     return;
                 }
                 self.party_mut(role).volatile = state;
-                self.carry_out(role, effects, reply_to, request_session);
+                self.carry_out(role, effects, second_write.as_ref(), reply_to, request_session);
             }
             Err(error) => {
                 self.log.push(format!("{role}: {error}"));
@@ -530,13 +535,17 @@ impl World {
         }
     }
 
-    fn carry_out(&mut self, role: Role, effects: Effects, reply_to: Option<Role>, reply_session: Option<SessionId>) {
+    /// Commits the step's write (and a split step's second write), then sends and arms timers.
+    fn carry_out(
+        &mut self,
+        role: Role,
+        effects: Effects,
+        second_write: Option<&WriteBatch>,
+        reply_to: Option<Role>,
+        reply_session: Option<SessionId>,
+    ) {
         let party = self.party_mut(role);
-        if let Some(batch) = &effects.persist {
-            party.persisted.apply(batch);
-        }
-        #[cfg(feature = "planted-bugs")]
-        if let Some(batch) = &effects.planted_second_write {
+        for batch in effects.persist.iter().chain(second_write) {
             party.persisted.apply(batch);
         }
         for timer in &effects.timers {
@@ -627,10 +636,10 @@ impl World {
         let party = self.party_mut(role);
         party.volatile = party.persisted.clone();
         party.timers.clear();
-        let now = party.now_ms;
-        let mut core = self.core(role);
+        let (state, now) = (party.volatile.clone(), party.now_ms);
+        let mut core = self.node(role).core(state);
         let effects = core.resume(now);
-        self.carry_out(role, effects, None, None);
+        self.carry_out(role, effects, None, None, None);
     }
 }
 

@@ -21,8 +21,8 @@ use valex_proto::message::ArbiterRequest;
 use super::{Envelope, Payload, Role, World, entropy};
 
 impl World {
-    /// What `envelope.to`'s core would return if `envelope` were delivered now, computed on a copy
-    /// of its state: the world is unchanged. For a message to T use [`World::probe_arbiter`];
+    /// What `envelope.to`'s core (with the planted bug, if any) would return if `envelope` were
+    /// delivered now, computed on a copy of its state: the world is unchanged. For a message to T use [`World::probe_arbiter`];
     /// given one here, it returns `None`.
     pub fn probe_delivery(&self, envelope: &Envelope) -> Option<Result<Effects, ExchangeError>> {
         let from = self.cast.peer(envelope.from);
@@ -36,7 +36,7 @@ impl World {
             return None;
         }
         let ctx = Ctx { now_ms: self.party(envelope.to).now_ms, entropy: entropy(envelope.to, &input) };
-        Some(self.core(envelope.to).handle(ctx, input))
+        Some(self.node(envelope.to).handle(&self.party(envelope.to).volatile, ctx, &input).map(|step| step.effects))
     }
 
     /// What T would answer `request` from `from` with, over a copy of its decisions: the world is
