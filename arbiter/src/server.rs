@@ -9,21 +9,23 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, Swarm, gossipsub, identify, kad, noise, ping, tcp, yamux};
+use libp2p::{Multiaddr, Swarm, gossipsub, identify, kad, ping};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
-use valex_proto::codec::{ARBITER_PROTOCOL, ARBITER_TOPIC, ArbiterCodec, IDENTIFY_PROTOCOL, KAD_PROTOCOL, arbiter_provider_key};
+use valex_node::net::addr::{peer_of, strip_p2p};
+use valex_node::net::{NetError, swarm};
+use valex_node::time::now_ms;
+use valex_proto::codec::{ARBITER_PROTOCOL, ArbiterCodec, arbiter_provider_key};
 use valex_proto::crypto::Keypair;
 use valex_proto::message::{ArbiterAnnouncement, ArbiterRequest, ArbiterResponse};
 use valex_proto::{Digest, PeerId};
 
-use crate::store::{DecisionStore, DecisionStoreError, EquivocationEvidence};
+use crate::store::{DecisionStore, EquivocationEvidence, StoreError};
 use crate::{Arbiter, ArbiterError, DecisionRecord};
 
 /// Where an arbiter keeps its decisions. `persist` must be durable (synced) when it returns `Ok`.
@@ -41,9 +43,9 @@ pub trait DecisionLog: Send + 'static {
 }
 
 impl DecisionLog for DecisionStore {
-    type Error = DecisionStoreError;
+    type Error = StoreError;
 
-    fn load_decisions(&mut self) -> Result<BTreeMap<Digest, DecisionRecord>, DecisionStoreError> {
+    fn load_decisions(&mut self) -> Result<BTreeMap<Digest, DecisionRecord>, StoreError> {
         let loaded = self.load()?;
         for record in &loaded.set_aside {
             tracing::error!(column = %record.column, key = %record.key_hex, reason = %record.reason, "decision record set aside");
@@ -51,7 +53,7 @@ impl DecisionLog for DecisionStore {
         Ok(loaded.decisions)
     }
 
-    fn persist_decision(&mut self, record: &DecisionRecord) -> Result<(), DecisionStoreError> {
+    fn persist_decision(&mut self, record: &DecisionRecord) -> Result<(), StoreError> {
         self.put(record)
     }
 
@@ -130,15 +132,18 @@ impl ArbiterConfig {
     }
 }
 
+/// How long [`start`] waits for the listeners to report their addresses.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Why the server could not start or a command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The network could not be set up.
     #[error("network: {0}")]
-    Net(String),
-    /// The decision log failed.
+    Net(#[from] NetError),
+    /// The decision log failed to load.
     #[error("decision log: {0}")]
-    Log(String),
+    Log(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The server has stopped.
     #[error("the arbiter server has stopped")]
     Stopped,
@@ -159,47 +164,19 @@ pub struct ArbiterBehaviour {
     pub arbiter: request_response::Behaviour<ArbiterCodec>,
 }
 
-fn net(e: impl std::fmt::Display) -> ServerError {
-    ServerError::Net(e.to_string())
-}
-
-fn build_swarm(config: &ArbiterConfig) -> Result<Swarm<ArbiterBehaviour>, ServerError> {
-    let key = config.keypair.to_libp2p();
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
-        .map_err(net)?
-        .with_behaviour(|key| {
-            let peer = key.public().to_peer_id();
-            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
-            kad_config.set_query_timeout(Duration::from_secs(10));
-            let mut kad = kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_config);
-            kad.set_mode(Some(kad::Mode::Server));
-            let gossip_config = gossipsub::ConfigBuilder::default()
-                .heartbeat_interval(Duration::from_millis(500))
-                .validation_mode(gossipsub::ValidationMode::Strict)
-                .max_transmit_size(valex_proto::limits::MAX_FRAME_BYTES)
-                .build()?;
-            let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(ArbiterBehaviour {
-                identify: identify::Behaviour::new(
-                    identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
-                        .with_agent_version(format!("valex-arbiter/{}", env!("CARGO_PKG_VERSION"))),
-                ),
-                ping: ping::Behaviour::default(),
-                kad,
-                gossipsub,
-                arbiter: request_response::Behaviour::with_codec(
-                    ArbiterCodec,
-                    [(ARBITER_PROTOCOL, request_response::ProtocolSupport::Inbound)],
-                    request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
-                ),
-            })
+/// Builds the arbiter's swarm from the shared building blocks, subscribed to the announcement
+/// topic (to publish on it).
+fn build_swarm(config: &ArbiterConfig) -> Result<Swarm<ArbiterBehaviour>, NetError> {
+    let mut swarm = swarm::build(&config.keypair, config.idle_connection_timeout, |key| {
+        Ok(ArbiterBehaviour {
+            identify: swarm::identify_behaviour(key, format!("valex-arbiter/{}", env!("CARGO_PKG_VERSION"))),
+            ping: swarm::ping_behaviour(),
+            kad: swarm::kad_behaviour(key),
+            gossipsub: swarm::gossipsub_behaviour(key)?,
+            arbiter: swarm::request_response(ArbiterCodec, ARBITER_PROTOCOL, request_response::ProtocolSupport::Inbound),
         })
-        .map_err(net)?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
-        .build();
-    swarm.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(ARBITER_TOPIC)).map_err(net)?;
+    })?;
+    swarm::subscribe_announcements(&mut swarm.behaviour_mut().gossipsub)?;
     Ok(swarm)
 }
 
@@ -254,32 +231,15 @@ impl ArbiterHandle {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
-}
-
 /// Starts an arbiter server on the current tokio runtime over the decisions in `log`. Returns once
 /// its listen addresses are known.
 pub async fn start<L: DecisionLog>(config: ArbiterConfig, mut log: L) -> Result<(ArbiterHandle, tokio::task::JoinHandle<()>), ServerError> {
-    let decisions = log.load_decisions().map_err(|e| ServerError::Log(e.to_string()))?;
+    let decisions = log.load_decisions().map_err(|e| ServerError::Log(Box::new(e)))?;
     let mut swarm = build_swarm(&config)?;
-    let mut pending = Vec::new();
-    for addr in &config.listen {
-        pending.push(swarm.listen_on(addr.clone()).map_err(net)?);
-    }
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !pending.is_empty() {
-            if let SwarmEvent::NewListenAddr { listener_id, .. } = swarm.select_next_some().await {
-                pending.retain(|l| *l != listener_id);
-            }
-        }
-    })
-    .await
-    .map_err(|_| ServerError::Net("listeners reported no address in time".into()))?;
+    swarm::listen(&mut swarm, &config.listen, LISTEN_TIMEOUT).await?;
     for addr in &config.bootstrap {
-        if let Some(peer) = addr.iter().find_map(|p| if let Protocol::P2p(p) = p { Some(p) } else { None }) {
-            let bare: Multiaddr = addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect();
-            swarm.behaviour_mut().kad.add_address(&peer, bare);
+        if let Some(peer) = peer_of(addr) {
+            swarm.behaviour_mut().kad.add_address(&peer, strip_p2p(addr));
         }
         if let Err(error) = swarm.dial(addr.clone()) {
             tracing::warn!(%addr, %error, "bootstrap dial failed");
@@ -345,7 +305,7 @@ impl<L: DecisionLog> Server<L> {
             env!("CARGO_PKG_VERSION").to_string(),
             now_ms(),
         );
-        match self.swarm.behaviour_mut().gossipsub.publish(gossipsub::IdentTopic::new(ARBITER_TOPIC), announcement.encode()) {
+        match self.swarm.behaviour_mut().gossipsub.publish(swarm::arbiter_topic(), announcement.encode()) {
             Ok(_) => tracing::debug!("announced"),
             Err(error) => tracing::debug!(%error, "announcement not published"),
         }

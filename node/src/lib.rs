@@ -42,3 +42,4 @@ pub mod exchange;
 pub mod net;
 pub mod runtime;
 pub mod store;
+pub mod time;

@@ -271,7 +271,10 @@ fn a_batch_that_cannot_be_written_whole_writes_nothing() {
         WriteOp::PutSession(Box::new(Session::Initiator(huge))),
     ]);
     let err = store.commit(&batch).unwrap_err();
-    assert!(matches!(err, StoreError::Encode { column: columns::SESSIONS, source: record::RecordError::TooLarge { .. } }), "{err}");
+    assert!(
+        matches!(&err, StoreError::Record(record::RecordError { column: columns::SESSIONS, key, defect: record::RecordDefect::TooLarge { .. } }) if key == &[5; 32]),
+        "{err}"
+    );
     drop(store);
     let (_, state, _) = reopen(dir.path());
     assert_eq!(state, NodeState::default(), "none of the batch is visible");

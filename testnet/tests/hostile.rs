@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -32,6 +32,7 @@ use valex_arbiter::{Arbiter, DecisionRecord};
 use valex_node::exchange::{ArbiterPolicy, NodeState, Session, SessionOutcome, StaticPolicy};
 use valex_node::runtime::{self, EventLoopHandle, ExchangeRequestCmd, FaultPoint, Faults, Node, NodeConfig};
 use valex_node::store::RocksStore;
+use valex_node::time::now_ms;
 use valex_proto::codec::{ARBITER_PROTOCOL, ArbiterCodec, EXCHANGE_PROTOCOL, ExchangeCodec};
 use valex_proto::crypto::Keypair;
 use valex_proto::limits::MAX_FRAME_BYTES;
@@ -55,10 +56,6 @@ fn init_tracing() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
         .try_init();
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
 }
 
 // ---- honest parties ----------------------------------------------------------------------

@@ -17,7 +17,7 @@ use crate::runtime::NodeError;
 pub fn status_of(error: NodeError) -> Status {
     let code = match &error {
         NodeError::Stopped | NodeError::Dial(_) | NodeError::Net(_) => Code::Unavailable,
-        NodeError::Store(_) => Code::Internal,
+        NodeError::Store(_) | NodeError::Internal(_) => Code::Internal,
         NodeError::Exchange(inner) => exchange_code(inner),
         NodeError::NoArbiter => {
             return Status::failed_precondition("no known arbiter is acceptable: name one with --arbiter, or wait for discovery");

@@ -1,24 +1,70 @@
-//! The node's networking: the libp2p swarm ([`behaviour`]) and the arbiter directory
+//! The node's networking: the swarm building blocks node and arbiter share ([`swarm`]), the
+//! node's own behaviour ([`behaviour`]), multiaddr helpers ([`addr`]) and the arbiter directory
 //! ([`directory`]) fed by Kademlia provider records and gossipsub announcements.
 
+pub mod addr;
 pub mod behaviour;
 pub mod directory;
+pub mod swarm;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::{Multiaddr, TransportError, gossipsub, noise};
 
 pub use behaviour::{NodeBehaviour, build_swarm};
 pub use directory::{ArbiterDirectory, ArbiterEntry, DiscoverySource};
 
-/// Why the swarm could not be built or configured.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a swarm could not be built or start listening.
+///
+/// libp2p's errors are neither `Clone` nor comparable; they are kept whole (behind an `Arc`, so
+/// that this error, and the node's, stay `Clone`) as the `source` of each variant.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum NetError {
-    /// A libp2p component refused its configuration.
-    #[error("network configuration: {0}")]
-    Config(String),
+    /// The noise handshake could not be set up from the key.
+    #[error("noise: {0}")]
+    Noise(#[source] Arc<noise::Error>),
+    /// Gossipsub refused its configuration.
+    #[error("gossipsub configuration: {0}")]
+    GossipsubConfig(#[source] Arc<gossipsub::ConfigBuilderError>),
+    /// Gossipsub refused the message authenticity mode (libp2p says why only as a `&'static str`).
+    #[error("gossipsub: {0}")]
+    Gossipsub(&'static str),
+    /// Subscribing to a gossipsub topic failed.
+    #[error("cannot subscribe to {topic}: {source}")]
+    Subscribe {
+        /// The topic.
+        topic: &'static str,
+        /// Why.
+        source: Arc<gossipsub::SubscriptionError>,
+    },
     /// Listening on an address failed.
-    #[error("cannot listen on {addr}: {reason}")]
+    #[error("cannot listen on {addr}: {source}")]
     Listen {
         /// The address.
-        addr: String,
+        addr: Multiaddr,
         /// Why.
-        reason: String,
+        source: Arc<TransportError<std::io::Error>>,
     },
+    /// A listener closed before it reported an address.
+    #[error("listener on {addr} closed before reporting an address{}", colon_reason(.reason))]
+    ListenerClosed {
+        /// The address it was asked to listen on.
+        addr: Multiaddr,
+        /// The I/O error that closed it, if any.
+        #[source]
+        reason: Option<Arc<std::io::Error>>,
+    },
+    /// Listeners reported no address in time.
+    #[error("no listen address reported within {timeout:?} for {addrs:?}")]
+    ListenTimeout {
+        /// The addresses still waiting.
+        addrs: Vec<Multiaddr>,
+        /// How long it waited.
+        timeout: Duration,
+    },
+}
+
+fn colon_reason(reason: &Option<Arc<std::io::Error>>) -> String {
+    reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
 }

@@ -10,11 +10,11 @@
 //! limit) never reaches the core: it is answered with a refusal carrying the decode error's code.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::kad::{self, GetProvidersOk, QueryResult};
-use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
@@ -34,9 +34,11 @@ use super::error::NodeError;
 use super::handle::{Command, Node};
 use super::types::{ArbiterInfo, ExchangeRequestCmd, ExchangeResult, PeerInfo, SessionInfo, ValueInfo};
 use crate::exchange::{CoreConfig, Ctx, Effects, ExchangeCore, Input, NodeState, Outgoing, SessionId, StartExchange, Timer, TimerKind};
+use crate::net::addr::{peer_of, strip_p2p};
 use crate::net::behaviour::{NodeBehaviour, NodeBehaviourEvent, build_swarm};
-use crate::net::{ArbiterDirectory, DiscoverySource, NetError};
+use crate::net::{ArbiterDirectory, DiscoverySource, swarm};
 use crate::store::Store;
+use crate::time::now_ms;
 
 /// How long [`start`] waits for the listeners to report their addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,11 +62,6 @@ impl EventLoopHandle {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
-}
-
 fn fresh_ctx() -> Ctx {
     let mut entropy = [0u8; 32];
     OsRng.fill_bytes(&mut entropy);
@@ -73,7 +70,7 @@ fn fresh_ctx() -> Ctx {
 
 /// Loads the committed state from `store`, logging the records it had to set aside.
 fn load_state<S: Store>(store: &mut S) -> Result<NodeState, NodeError> {
-    let loaded = store.load().map_err(|e| NodeError::Store(e.to_string()))?;
+    let loaded = store.load().map_err(NodeError::store)?;
     for record in &loaded.set_aside {
         tracing::error!(column = %record.column, key = %record.key_hex, reason = %record.reason, "store record set aside");
     }
@@ -86,29 +83,8 @@ fn load_state<S: Store>(store: &mut S) -> Result<NodeState, NodeError> {
 pub async fn start<S: Store + Send + 'static>(config: NodeConfig, mut store: S) -> Result<(Node, EventLoopHandle), NodeError> {
     let state = load_state(&mut store)?;
     let mut swarm = build_swarm(&config.keypair, config.idle_connection_timeout)?;
-    let mut pending_listeners = Vec::new();
-    for addr in &config.listen {
-        let id = swarm.listen_on(addr.clone()).map_err(|e| NetError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
-        pending_listeners.push(id);
-    }
     // Wait until every listener has an address, so listen_addrs() answers with real ports.
-    let waited = tokio::time::timeout(LISTEN_TIMEOUT, async {
-        while !pending_listeners.is_empty() {
-            match swarm.select_next_some().await {
-                SwarmEvent::NewListenAddr { listener_id, .. } => pending_listeners.retain(|l| *l != listener_id),
-                SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
-                    return Err(NetError::Listen { addr: format!("{listener_id:?}"), reason: format!("{reason:?}") });
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    })
-    .await;
-    match waited {
-        Ok(result) => result?,
-        Err(_) => return Err(NetError::Listen { addr: "listeners".into(), reason: "no address reported in time".into() }.into()),
-    }
+    swarm::listen(&mut swarm, &config.listen, LISTEN_TIMEOUT).await?;
 
     // The update fills `planted_bug` when the planted-bugs feature is on.
     #[allow(clippy::needless_update)]
@@ -218,7 +194,7 @@ impl<S: Store> EventLoop<S> {
             tracing::error!(%error, "commit failed: nothing sent; rebuilding the core from the store");
             drop(responder);
             self.recover_from_store();
-            return Err(NodeError::Store(error.to_string()));
+            return Err(NodeError::store(error));
         }
         if let (Some((channel, to)), Some(reply)) = (responder, effects.reply) {
             self.respond(channel, &to, reply);
@@ -428,7 +404,7 @@ impl<S: Store> EventLoop<S> {
                 let _ = reply.send(Ok(()));
             }
             Err(error) => {
-                let _ = reply.send(Err(NodeError::Dial(error.to_string())));
+                let _ = reply.send(Err(NodeError::Dial(Arc::new(error))));
             }
         }
     }
@@ -450,7 +426,7 @@ impl<S: Store> EventLoop<S> {
         let Some(batch) = self.core.issue(value) else { return Ok(()) };
         if let Err(error) = self.store.commit(&batch) {
             self.recover_from_store();
-            return Err(NodeError::Store(error.to_string()));
+            return Err(NodeError::store(error));
         }
         Ok(())
     }
@@ -464,7 +440,7 @@ impl<S: Store> EventLoop<S> {
         let expires_at_ms = now.saturating_add(request.ttl_ms.unwrap_or(self.config.default_ttl_ms));
         let start = StartExchange { responder: request.peer, give: request.give, want: request.want, arbiter, expires_at_ms };
         let effects = self.core.handle(fresh_ctx(), Input::Start(start))?;
-        let session = effects.session.ok_or_else(|| NodeError::Store("start produced no session".into()))?;
+        let session = effects.session.ok_or(NodeError::Internal("starting an exchange produced no session"))?;
         tracing::info!(session = %session.short(), peer = %request.peer, %arbiter, "exchange started");
         self.apply(effects, None)?;
         Ok(session)
@@ -529,7 +505,7 @@ impl<S: Store> EventLoop<S> {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
                 if let Some(reply) = self.dials.remove(&connection_id) {
                     let connected = peer_id.is_some_and(|p| self.swarm.is_connected(&p));
-                    let _ = reply.send(if connected { Ok(()) } else { Err(NodeError::Dial(error.to_string())) });
+                    let _ = reply.send(if connected { Ok(()) } else { Err(NodeError::Dial(Arc::new(error))) });
                 }
             }
             _ => {}
@@ -701,17 +677,4 @@ fn request_name(request: &ExchangeRequest) -> &'static str {
         ExchangeRequest::Start(_) => "M1",
         ExchangeRequest::Confirm(_) => "M3",
     }
-}
-
-/// The `/p2p/<peer>` of an address, if it has one.
-pub(crate) fn peer_of(addr: &Multiaddr) -> Option<libp2p::PeerId> {
-    addr.iter().find_map(|p| match p {
-        Protocol::P2p(peer) => Some(peer),
-        _ => None,
-    })
-}
-
-/// The address without its `/p2p/<peer>` part.
-pub(crate) fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
-    addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect()
 }

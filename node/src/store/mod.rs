@@ -2,17 +2,22 @@
 //!
 //! A [`Store`] commits a [`WriteBatch`] atomically and durably (synced) and loads the whole
 //! [`NodeState`] back after a restart. [`RocksStore`] is the durable one (RocksDB, one column
-//! family per part of the state, records encoded by [`record`]); [`MemoryStore`] serves the tests
+//! family per part of the state, records encoded by [`record`], following the RocksDB conventions
+//! of [`rocks_db`] that the arbiter's decision store shares); [`MemoryStore`] serves the tests
 //! and the model checker.
 
 pub mod record;
 #[cfg(feature = "rocksdb")]
 mod rocks;
+#[cfg(feature = "rocksdb")]
+pub mod rocks_db;
 
 use std::convert::Infallible;
 
 #[cfg(feature = "rocksdb")]
-pub use rocks::{RocksStore, StoreError, columns};
+pub use rocks::{RocksStore, columns};
+#[cfg(feature = "rocksdb")]
+pub use rocks_db::StoreError;
 pub use valex_proto::quarantine::{QuarantinedRecord, SetAside};
 
 use crate::exchange::{NodeState, WriteBatch};

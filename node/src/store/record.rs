@@ -14,15 +14,21 @@
 //! Values inside records go through their protobuf wire form and are re-checked when read (id,
 //! sizes, issuer signature): see the `Deserialize` impl of [`valex_proto::value::Value`].
 //!
+//! The arbiter's decision store uses the same layout with its own [`RecordFormat`] (a smaller
+//! size limit), and the same [`RecordError`] for a record it cannot write or load: which column,
+//! which key, and the [`RecordDefect`] that says why.
+//!
 //! ```
-//! use valex_node::store::record::{self, RecordError};
+//! use valex_node::store::record::{self, RecordDefect};
 //! use valex_proto::Digest;
 //!
 //! let bytes = record::encode(&Digest([7; 32])).unwrap();
 //! assert_eq!(bytes[0], record::FORMAT_VERSION);
 //! assert_eq!(record::decode::<Digest>(&bytes).unwrap(), Digest([7; 32]));
-//! assert!(matches!(record::decode::<Digest>(&[9, b'1']), Err(RecordError::UnsupportedVersion { found: 9, .. })));
+//! assert!(matches!(record::decode::<Digest>(&[9, b'1']), Err(RecordDefect::UnsupportedVersion { found: 9, .. })));
 //! ```
+
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -34,13 +40,73 @@ pub const FORMAT_VERSION: u8 = 1;
 /// session holds at most two values of at most 16 KiB payload each, hex-encoded).
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 
-/// Why bytes are not a record of the expected type, or a record cannot be written.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RecordError {
+/// The node store's records: [`FORMAT_VERSION`], at most [`MAX_RECORD_BYTES`].
+pub const NODE_FORMAT: RecordFormat = RecordFormat { version: FORMAT_VERSION, max_bytes: MAX_RECORD_BYTES };
+
+/// One store's record layout: `version ‖ JSON`, at most `max_bytes` long (version byte included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RecordFormat {
+    /// The version byte written and required.
+    pub version: u8,
+    /// The largest record read or written.
+    pub max_bytes: usize,
+}
+
+impl RecordFormat {
+    /// Encodes `record` as `version ‖ JSON`. Refuses a result over `max_bytes`: writing it would
+    /// only have it set aside on the next load.
+    pub fn encode<T: Serialize>(&self, record: &T) -> Result<Vec<u8>, RecordDefect> {
+        let mut bytes = vec![self.version];
+        serde_json::to_writer(&mut bytes, record).map_err(|e| RecordDefect::Encode(e.to_string()))?;
+        if bytes.len() > self.max_bytes {
+            return Err(RecordDefect::TooLarge { len: bytes.len(), max: self.max_bytes });
+        }
+        Ok(bytes)
+    }
+
+    /// Decodes a record written by [`encode`](Self::encode): checks the size limit and the
+    /// version byte, then decodes the whole body (trailing bytes are an error).
+    pub fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, RecordDefect> {
+        if bytes.len() > self.max_bytes {
+            return Err(RecordDefect::TooLarge { len: bytes.len(), max: self.max_bytes });
+        }
+        let (&version, body) = bytes.split_first().ok_or(RecordDefect::Empty)?;
+        if version != self.version {
+            return Err(RecordDefect::UnsupportedVersion { found: version, supported: self.version });
+        }
+        serde_json::from_slice(body).map_err(|e| RecordDefect::Malformed(e.to_string()))
+    }
+}
+
+/// A stored record that cannot be written or loaded: where it is, and why.
+///
+/// ```
+/// use valex_node::store::record::{RecordDefect, RecordError};
+/// let error = RecordError { column: "vault", key: vec![0xab; 2], defect: RecordDefect::Empty };
+/// assert_eq!(error.to_string(), "vault record abab: empty record");
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{column} record {}: {defect}", hex::encode(.key))]
+pub struct RecordError {
+    /// Its column family.
+    pub column: &'static str,
+    /// Its key there.
+    pub key: Vec<u8>,
+    /// Why.
+    #[source]
+    pub defect: RecordDefect,
+}
+
+/// Why bytes are not a record of the expected type under their key, or a record cannot be
+/// written. The text is what a set-aside record's reason says.
+///
+/// Decoder errors (serde_json's) are neither `Clone` nor comparable and are kept as their text.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RecordDefect {
     /// No bytes at all.
     #[error("empty record")]
     Empty,
-    /// Over [`MAX_RECORD_BYTES`]; not decoded.
+    /// Over the format's size limit; not decoded (or not written).
     #[error("record of {len} bytes is over the {max}-byte limit")]
     TooLarge {
         /// Its length.
@@ -48,7 +114,7 @@ pub enum RecordError {
         /// The limit.
         max: usize,
     },
-    /// The version byte is not [`FORMAT_VERSION`].
+    /// The version byte is not the format's.
     #[error("record format version {found} is not supported (this build reads {supported})")]
     UnsupportedVersion {
         /// The version byte found.
@@ -62,30 +128,43 @@ pub enum RecordError {
     /// The record could not be encoded.
     #[error("unencodable record: {0}")]
     Encode(String),
+    /// Its key is not a 32-byte id.
+    #[error("key is {len} bytes, not a 32-byte id")]
+    KeyLength {
+        /// The key's length.
+        len: usize,
+    },
+    /// Its key is not the id of what it holds.
+    #[error("key does not match the record (which is for {actual})")]
+    KeyMismatch {
+        /// What the record is for.
+        actual: String,
+    },
+    /// It decodes but fails the store's own check (e.g. a decision this arbiter did not sign).
+    #[error("{0}")]
+    Invalid(#[source] Arc<dyn std::error::Error + Send + Sync>),
 }
 
-/// Encodes `record` as `FORMAT_VERSION ‖ JSON`. Refuses a result over [`MAX_RECORD_BYTES`]:
-/// writing it would only have it set aside on the next load.
-pub fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, RecordError> {
-    let mut bytes = vec![FORMAT_VERSION];
-    serde_json::to_writer(&mut bytes, record).map_err(|e| RecordError::Encode(e.to_string()))?;
-    if bytes.len() > MAX_RECORD_BYTES {
-        return Err(RecordError::TooLarge { len: bytes.len(), max: MAX_RECORD_BYTES });
+impl RecordDefect {
+    /// A record failing the store's own check, keeping the check's error whole.
+    pub fn invalid(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Invalid(Arc::new(error))
     }
-    Ok(bytes)
+
+    /// Where it was: the [`RecordError`] of this defect in `column` under `key`.
+    pub fn at(self, column: &'static str, key: &[u8]) -> RecordError {
+        RecordError { column, key: key.to_vec(), defect: self }
+    }
 }
 
-/// Decodes a record written by [`encode`]: checks the size limit and the version byte, then
-/// decodes the whole body (trailing bytes are an error).
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RecordError> {
-    if bytes.len() > MAX_RECORD_BYTES {
-        return Err(RecordError::TooLarge { len: bytes.len(), max: MAX_RECORD_BYTES });
-    }
-    let (&version, body) = bytes.split_first().ok_or(RecordError::Empty)?;
-    if version != FORMAT_VERSION {
-        return Err(RecordError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
-    }
-    serde_json::from_slice(body).map_err(|e| RecordError::Malformed(e.to_string()))
+/// Encodes `record` in the node's format ([`NODE_FORMAT`]).
+pub fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, RecordDefect> {
+    NODE_FORMAT.encode(record)
+}
+
+/// Decodes a record in the node's format ([`NODE_FORMAT`]).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RecordDefect> {
+    NODE_FORMAT.decode(bytes)
 }
 
 /// Serde for [`valex_proto::ErrorCode`] (a prost enum, without serde of its own) by its protobuf
@@ -113,16 +192,18 @@ mod tests {
 
     #[test]
     fn bad_records_are_typed_errors() {
-        assert_eq!(decode::<Digest>(&[]), Err(RecordError::Empty));
-        assert!(matches!(decode::<Digest>(&[FORMAT_VERSION, b'{']), Err(RecordError::Malformed(_))));
+        assert!(matches!(decode::<Digest>(&[]), Err(RecordDefect::Empty)));
+        assert!(matches!(decode::<Digest>(&[FORMAT_VERSION, b'{']), Err(RecordDefect::Malformed(_))));
         let good = encode(&Digest([1; 32])).unwrap();
-        assert!(matches!(decode::<Digest>(&good[..good.len() - 3]), Err(RecordError::Malformed(_))));
+        assert!(matches!(decode::<Digest>(&good[..good.len() - 3]), Err(RecordDefect::Malformed(_))));
         let mut trailing = good.clone();
         trailing.extend_from_slice(b"x");
-        assert!(matches!(decode::<Digest>(&trailing), Err(RecordError::Malformed(_))));
+        assert!(matches!(decode::<Digest>(&trailing), Err(RecordDefect::Malformed(_))));
         let huge = vec![FORMAT_VERSION; MAX_RECORD_BYTES + 1];
-        assert_eq!(decode::<Digest>(&huge), Err(RecordError::TooLarge { len: MAX_RECORD_BYTES + 1, max: MAX_RECORD_BYTES }));
-        assert!(matches!(encode(&"x".repeat(MAX_RECORD_BYTES)), Err(RecordError::TooLarge { .. })));
+        assert!(
+            matches!(decode::<Digest>(&huge), Err(RecordDefect::TooLarge { len, max: MAX_RECORD_BYTES }) if len == MAX_RECORD_BYTES + 1)
+        );
+        assert!(matches!(encode(&"x".repeat(MAX_RECORD_BYTES)), Err(RecordDefect::TooLarge { .. })));
     }
 
     #[test]
