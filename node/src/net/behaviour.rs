@@ -1,11 +1,14 @@
-//! The node's libp2p swarm: tcp + noise + yamux, identify, ping, Kademlia (`/valex/kad/1.0.0`,
-//! server mode), gossipsub (signed messages, topic `valex/arbiters/v1`) and the two valex
-//! request-response protocols.
+//! The node's libp2p swarm: tcp + noise + yamux (or a transport the embedder supplies), identify,
+//! ping, Kademlia (`/valex/kad/1.0.0`, server mode), gossipsub (signed messages, topic
+//! `valex/arbiters/v1`) and the two valex request-response protocols.
 
 use std::time::Duration;
 
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::Boxed;
+use libp2p::core::upgrade::Version;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{Swarm, gossipsub, identify, kad, noise, ping, request_response, tcp, yamux};
+use libp2p::{Swarm, Transport as _, gossipsub, identify, kad, noise, ping, request_response, tcp, yamux};
 use valex_proto::codec::{
     ARBITER_PROTOCOL, ARBITER_TOPIC, ArbiterCodec, EXCHANGE_PROTOCOL, ExchangeCodec, IDENTIFY_PROTOCOL, KAD_PROTOCOL,
 };
@@ -67,13 +70,32 @@ pub fn identify_behaviour(key: &libp2p::identity::Keypair) -> identify::Behaviou
     )
 }
 
-/// Builds the node's swarm over tcp + noise + yamux, subscribed to the announcement topic.
-pub fn build_swarm(keypair: &Keypair, idle_connection_timeout: Duration) -> Result<Swarm<NodeBehaviour>, NetError> {
+/// What a node's swarm runs over: connections authenticated as a peer and multiplexed.
+pub type NodeTransport = Boxed<(libp2p::PeerId, StreamMuxerBox)>;
+
+/// The default transport: tcp (no Nagle delay) + noise with the node's key + yamux.
+pub fn default_transport(keypair: &Keypair) -> Result<NodeTransport, NetError> {
+    let noise = noise::Config::new(&keypair.to_libp2p()).map_err(|e| NetError::Config(e.to_string()))?;
+    Ok(tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise)
+        .multiplex(yamux::Config::default())
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed())
+}
+
+/// Builds the node's swarm over `transport` (see [`default_transport`]), subscribed to the
+/// announcement topic.
+pub fn build_swarm(
+    keypair: &Keypair,
+    transport: NodeTransport,
+    idle_connection_timeout: Duration,
+) -> Result<Swarm<NodeBehaviour>, NetError> {
     let key = keypair.to_libp2p();
     let rr_config = request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT);
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_other_transport(|_| transport)
         .map_err(|e| NetError::Config(e.to_string()))?
         .with_behaviour(|key| {
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(NodeBehaviour {

@@ -29,12 +29,12 @@ use valex_proto::crypto::Keypair;
 use valex_proto::message::{ArbiterAnnouncement, ArbiterResponse, DecodeError, ExchangeRequest, ExchangeResponse, Refusal};
 use valex_proto::value::Value;
 
-use super::config::{FaultPoint, NodeConfig};
+use super::config::NodeConfig;
 use super::error::NodeError;
 use super::handle::{Command, Node};
 use super::types::{ArbiterInfo, ExchangeRequestCmd, ExchangeResult, PeerInfo, SessionInfo, ValueInfo};
 use crate::exchange::{CoreConfig, Ctx, Effects, ExchangeCore, Input, NodeState, Outgoing, SessionId, StartExchange, Timer, TimerKind};
-use crate::net::behaviour::{NodeBehaviour, NodeBehaviourEvent, build_swarm};
+use crate::net::behaviour::{NodeBehaviour, NodeBehaviourEvent, NodeTransport, build_swarm, default_transport};
 use crate::net::{ArbiterDirectory, DiscoverySource, NetError};
 use crate::store::Store;
 
@@ -80,12 +80,27 @@ fn load_state<S: Store>(store: &mut S) -> Result<NodeState, NodeError> {
     Ok(loaded.state)
 }
 
-/// Starts a node on the current tokio runtime: loads `store`, listens, dials the bootstrap
-/// peers, resumes every open session (re-sending its pending request and re-arming its timers)
-/// and spawns the event loop. Returns once the listen addresses are known.
-pub async fn start<S: Store + Send + 'static>(config: NodeConfig, mut store: S) -> Result<(Node, EventLoopHandle), NodeError> {
+/// Starts a node on the current tokio runtime over tcp + noise + yamux ([`default_transport`]):
+/// loads `store`, listens, dials the bootstrap peers, resumes every open session (re-sending its
+/// pending request and re-arming its timers) and spawns the event loop. Returns once the listen
+/// addresses are known.
+pub async fn start<S: Store + Send + 'static>(config: NodeConfig, store: S) -> Result<(Node, EventLoopHandle), NodeError> {
+    let transport = default_transport(&config.keypair)?;
+    start_with_transport(config, store, transport).await
+}
+
+/// [`start`] over a transport the caller supplies: an in-memory transport, another stack
+/// (websocket, QUIC, a relay), or a wrapper around the default one (a test harness injecting
+/// faults, bandwidth metering). The transport must authenticate connections as
+/// `config.keypair`'s peer id (as noise does with that key) and yield a multiplexed connection;
+/// `config.listen` and the bootstrap addresses must be addresses it can listen on and dial.
+pub async fn start_with_transport<S: Store + Send + 'static>(
+    config: NodeConfig,
+    mut store: S,
+    transport: NodeTransport,
+) -> Result<(Node, EventLoopHandle), NodeError> {
     let state = load_state(&mut store)?;
-    let mut swarm = build_swarm(&config.keypair, config.idle_connection_timeout)?;
+    let mut swarm = build_swarm(&config.keypair, transport, config.idle_connection_timeout)?;
     let mut pending_listeners = Vec::new();
     for addr in &config.listen {
         let id = swarm.listen_on(addr.clone()).map_err(|e| NetError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
@@ -261,9 +276,6 @@ impl<S: Store> EventLoop<S> {
     }
 
     fn respond(&mut self, channel: ResponseChannel<ExchangeResponse>, to: &PeerId, response: ExchangeResponse) {
-        if self.config.faults.drops(&FaultPoint::SendResponse { to, response: &response }) {
-            return; // dropping the channel: the requester sees a lost response
-        }
         if self.swarm.behaviour_mut().exchange.send_response(channel, response).is_err() {
             tracing::debug!(peer = %to, "response not sent: the connection closed");
         }
@@ -272,9 +284,6 @@ impl<S: Store> EventLoop<S> {
     fn send(&mut self, outgoing: Outgoing) {
         match outgoing {
             Outgoing::Exchange { to, session, request } => {
-                if self.config.faults.drops(&FaultPoint::SendRequest { to: &to, request: &request }) {
-                    return;
-                }
                 let peer = to;
                 let addrs = self.addr_book.get(&peer).cloned().unwrap_or_default();
                 tracing::debug!(to = %to, kind = request_name(&request), "sending");
@@ -282,9 +291,6 @@ impl<S: Store> EventLoop<S> {
                 self.pending_exchange.insert(id, session);
             }
             Outgoing::Arbiter { to, session, request } => {
-                if self.config.faults.drops(&FaultPoint::SendArbiter { to: &to, request: &request }) {
-                    return;
-                }
                 let peer = to;
                 let mut addrs = self.addr_book.get(&peer).cloned().unwrap_or_default();
                 if let Some(entry) = self.directory.get(&to) {
@@ -555,9 +561,6 @@ impl<S: Store> EventLoop<S> {
                     }
                     request_response::Message::Response { request_id, response } => {
                         let Some(session) = self.pending_exchange.remove(&request_id) else { return };
-                        if self.config.faults.drops(&FaultPoint::ReceiveResponse { from: &from, response: &response }) {
-                            return;
-                        }
                         match self.core.handle(fresh_ctx(), Input::Response { from, session, response }) {
                             Ok(effects) => {
                                 if let Err(error) = self.apply(effects, None) {
