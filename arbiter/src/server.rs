@@ -167,7 +167,7 @@ pub struct ArbiterBehaviour {
 /// Builds the arbiter's swarm from the shared building blocks, subscribed to the announcement
 /// topic (to publish on it).
 fn build_swarm(config: &ArbiterConfig) -> Result<Swarm<ArbiterBehaviour>, NetError> {
-    let mut swarm = swarm::build(&config.keypair, config.idle_connection_timeout, |key| {
+    let mut swarm = swarm::build(&config.keypair, swarm::default_transport(&config.keypair)?, config.idle_connection_timeout, |key| {
         Ok(ArbiterBehaviour {
             identify: swarm::identify_behaviour(key, format!("valex-arbiter/{}", env!("CARGO_PKG_VERSION"))),
             ping: swarm::ping_behaviour(),

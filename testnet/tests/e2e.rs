@@ -6,11 +6,16 @@
 //! change is committed (synced) before the message that reveals it, so stopping the loop between
 //! two steps is exactly a crash there. The node restarts from the same RocksDB directory and the
 //! same address.
+//!
+//! Lost messages are modelled with the same rule: every node runs over a partitionable transport
+//! (`support::partition`) on a store that reports its commits (`support::observed`); a commit
+//! callback that cuts the node off from its counterparty loses the message that commit precedes,
+//! and every later one between them until the test heals the partition.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use libp2p::Multiaddr;
@@ -18,8 +23,8 @@ use tokio::sync::mpsc;
 use valex_arbiter::DecisionRecord;
 use valex_arbiter::server::{self, ArbiterConfig, ArbiterHandle};
 use valex_arbiter::store::DecisionStore;
-use valex_node::exchange::{ArbiterPolicy, NodeState, SessionId, SessionOutcome, StaticPolicy};
-use valex_node::runtime::{self, DiscoveryConfig, EventLoopHandle, ExchangeRequestCmd, FaultPoint, Faults, Node, NodeConfig};
+use valex_node::exchange::{ArbiterPolicy, NodeState, SessionId, SessionOutcome, StaticPolicy, Timing, WriteBatch};
+use valex_node::runtime::{self, DiscoveryConfig, EventLoopHandle, ExchangeRequestCmd, Node, NodeConfig};
 use valex_node::store::{RocksStore, Store};
 use valex_proto::crypto::Keypair;
 use valex_proto::message::{ExchangeRequest, ExchangeResponse, Want};
@@ -28,6 +33,8 @@ use valex_proto::{Digest, PeerId};
 use valex_testnet::invariants::{NamedState, check_always, check_at_rest};
 
 mod support;
+use support::observed::{ObservedStore, OnCommit, initiator_enters, responder_enters};
+use support::partition::Partition;
 use support::{RawCodec, fast_timing, framed, wait_until, with_p2p, within};
 
 const STEP: Duration = Duration::from_secs(30);
@@ -105,9 +112,13 @@ impl StoppedArbiter {
 #[derive(Clone)]
 struct Setup {
     discovery: DiscoveryConfig,
-    faults: Faults,
+    timing: Timing,
     max_open_sessions_per_peer: usize,
     arbiters: ArbiterPolicy,
+    /// The node's partition (a fresh, healed one if none).
+    partition: Option<Partition>,
+    /// Called with every batch the node commits, before the messages that follow it are sent.
+    on_commit: Option<OnCommit>,
 }
 
 impl Default for Setup {
@@ -119,11 +130,48 @@ impl Default for Setup {
                 entry_ttl: Duration::from_secs(60),
                 provider_query_interval: Duration::from_millis(500),
             },
-            faults: Faults::default(),
+            timing: fast_timing(),
             max_open_sessions_per_peer: 64,
             arbiters: ArbiterPolicy::Any,
+            partition: None,
+            on_commit: None,
         }
     }
+}
+
+/// A setup whose node, when it commits a session record that `enters` `phase`, is cut off from
+/// that session's counterparty until the test heals its partition: the message the commit
+/// precedes is lost, and so is every later one between the two.
+fn cut_when(enters: fn(&WriteBatch, &str) -> Option<PeerId>, phase: &'static str) -> Setup {
+    let partition = Partition::default();
+    let cut = partition.clone();
+    let on_commit: OnCommit = Arc::new(move |batch| {
+        if let Some(peer) = enters(batch, phase) {
+            cut.cut([peer]);
+        }
+    });
+    Setup { partition: Some(partition), on_commit: Some(on_commit), ..Setup::default() }
+}
+
+/// A's M3 is lost: its commit of VALID (M3 follows) cuts it off from B.
+fn losing_m3() -> Setup {
+    cut_when(initiator_enters, "VALID")
+}
+
+/// B's M4 is lost: its commit of DONE (M4 follows) cuts it off from A.
+fn losing_m4() -> Setup {
+    cut_when(responder_enters, "DONE")
+}
+
+/// A commit callback that reports every commit of a session record that `enters` `phase`.
+fn notify_when(enters: fn(&WriteBatch, &str) -> Option<PeerId>, phase: &'static str) -> (OnCommit, mpsc::UnboundedReceiver<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let on_commit: OnCommit = Arc::new(move |batch| {
+        if enters(batch, phase).is_some() {
+            let _ = tx.send(());
+        }
+    });
+    (on_commit, rx)
 }
 
 /// A running node on a RocksDB store, and what it needs to restart the same.
@@ -134,6 +182,8 @@ struct TestNode {
     addr: Multiaddr,
     node: Node,
     event_loop: EventLoopHandle,
+    /// The node's partition: the test heals it (or cuts it) at will.
+    partition: Partition,
 }
 
 impl TestNode {
@@ -151,14 +201,16 @@ impl TestNode {
             arbiters: setup.arbiters,
             ..StaticPolicy::default()
         });
-        config.timing = fast_timing();
+        config.timing = setup.timing;
         config.default_ttl_ms = 5_000;
         config.discovery = setup.discovery;
-        config.faults = setup.faults;
-        let store = RocksStore::open(&dir).unwrap();
-        let (node, event_loop) = within("node start", STEP, runtime::start(config, store)).await.unwrap();
+        let partition = setup.partition.unwrap_or_default();
+        let transport = partition.transport(&key);
+        let on_commit = setup.on_commit.unwrap_or_else(|| Arc::new(|_| {}));
+        let store = ObservedStore::new(RocksStore::open(&dir).unwrap(), on_commit);
+        let (node, event_loop) = within("node start", STEP, runtime::start_with_transport(config, store, transport)).await.unwrap();
         let addr = node.listen_addrs().await.unwrap()[0].clone();
-        Self { name, key, dir, addr, node, event_loop }
+        Self { name, key, dir, addr, node, event_loop, partition }
     }
 
     fn peer(&self) -> PeerId {
@@ -275,48 +327,36 @@ async fn a_normal_exchange_with_the_arbiter_found_through_gossipsub() {
     normal_exchange(false).await;
 }
 
-/// A fault predicate that reports (without dropping) the first message matching `watch`.
-fn observer(watch: impl Fn(&FaultPoint<'_>) -> bool + Send + Sync + 'static) -> (Faults, mpsc::UnboundedReceiver<()>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let faults = Faults {
-        drop: Some(Arc::new(move |point: &FaultPoint<'_>| {
-            if watch(point) {
-                let _ = tx.send(());
-            }
-            false
-        })),
-    };
-    (faults, rx)
-}
-
 /// (b) B crashes right after sending M2 and restarts from the same store: the exchange completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn b_responder_crashes_after_m2_and_restarts() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let arbiter = TestArbiter::start(9, dir.path()).await;
-    let (b_faults, mut m2_sent) = observer(|p| matches!(p, FaultPoint::SendResponse { response: ExchangeResponse::Agree(_), .. }));
-    let b = TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], Setup { faults: b_faults, ..Setup::default() }).await;
-    // A holds its M3 back until B is down and up again, so the crash falls between M2 and M3.
-    let hold_m3 = Arc::new(AtomicBool::new(true));
-    let hold = hold_m3.clone();
-    let a_faults = Faults {
-        drop: Some(Arc::new(move |p: &FaultPoint<'_>| {
-            hold.load(Ordering::SeqCst) && matches!(p, FaultPoint::SendRequest { request: ExchangeRequest::Confirm(_), .. })
+    let b = TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], Setup::default()).await;
+    // A holds its M3 back until B is down and up again, so the crash falls between M2 and M3:
+    // A's commit of VALID (M2 has arrived, M3 follows) cuts A off from B and tells the test.
+    let a_setup = losing_m3();
+    let (m2_arrived, mut m2_received) = notify_when(initiator_enters, "VALID");
+    let cut = a_setup.on_commit.clone().unwrap();
+    let a_setup = Setup {
+        on_commit: Some(Arc::new(move |batch| {
+            cut(batch);
+            m2_arrived(batch);
         })),
+        ..a_setup
     };
-    let a =
-        TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], Setup { faults: a_faults, ..Setup::default() }).await;
+    let a = TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], a_setup).await;
     wait_for_arbiter(&a, arbiter.peer(), true).await;
     let ticket = a.node.issue("ticket".into(), 1, Vec::new()).await.unwrap();
     let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
     let session = a.node.start_exchange(swap(ticket.id(), b.peer(), Some(arbiter.peer()), 15_000)).await.unwrap();
-    within("M2 sent", STEP, m2_sent.recv()).await.unwrap();
+    within("M2 sent and received", STEP, m2_received.recv()).await.unwrap();
     let stopped = b.crash().await;
     let b_state = stopped.state();
     assert_eq!(b_state.sessions.get(&session).map(|s| s.phase_name()), Some("VALID"), "B persisted VALID before M2");
     let b = stopped.restart(vec![arbiter.dial_addr()], Setup::default()).await;
-    hold_m3.store(false, Ordering::SeqCst);
+    a.partition.heal();
 
     let result = a.wait_terminal(session).await;
     assert_eq!(result.outcome, SessionOutcome::Done, "{result:?}");
@@ -335,18 +375,17 @@ async fn c_initiator_crashes_after_m3_with_r2_lost_and_settles_via_the_arbiter()
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let arbiter = TestArbiter::start(9, dir.path()).await;
-    let b_faults = Faults {
-        drop: Some(Arc::new(|p: &FaultPoint<'_>| matches!(p, FaultPoint::SendResponse { response: ExchangeResponse::Reveal(_), .. }))),
-    };
-    let b = TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], Setup { faults: b_faults, ..Setup::default() }).await;
-    let (a_faults, mut m3_sent) = observer(|p| matches!(p, FaultPoint::SendRequest { request: ExchangeRequest::Confirm(_), .. }));
-    let a =
-        TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], Setup { faults: a_faults, ..Setup::default() }).await;
+    // B's commit of DONE (r2 follows, in M4) cuts B off from A for good.
+    let b = TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], losing_m4()).await;
+    // A's commit of VALID precedes M3: it tells the test M3 is going out.
+    let (m3_going, mut m3_sent) = notify_when(initiator_enters, "VALID");
+    let a_setup = Setup { on_commit: Some(m3_going), ..Setup::default() };
+    let a = TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], a_setup).await;
     let ticket = a.node.issue("ticket".into(), 1, Vec::new()).await.unwrap();
     let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
     let session = a.node.start_exchange(swap(ticket.id(), b.peer(), Some(arbiter.peer()), 4_000)).await.unwrap();
     within("M3 sent", STEP, m3_sent.recv()).await.unwrap();
-    // B takes M3 (DONE, r2 revealed but dropped); A crashes without ever seeing r2.
+    // B takes M3 (DONE, r2 revealed but lost); A crashes without ever seeing r2.
     assert_eq!(b.wait_terminal(session).await.outcome, SessionOutcome::Done);
     let stopped = a.crash().await;
     assert_eq!(stopped.state().sessions.get(&session).map(|s| s.phase_name()), Some("VALID"));
@@ -373,11 +412,7 @@ async fn d_arbiter_down_during_resolution_and_back_later() {
     let arbiter = TestArbiter::start(9, dir.path()).await;
     let arbiter_peer = arbiter.peer();
     let b = TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], Setup::default()).await;
-    let a_faults = Faults {
-        drop: Some(Arc::new(|p: &FaultPoint<'_>| matches!(p, FaultPoint::SendRequest { request: ExchangeRequest::Confirm(_), .. }))),
-    };
-    let a =
-        TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], Setup { faults: a_faults, ..Setup::default() }).await;
+    let a = TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], losing_m3()).await;
     let ticket = a.node.issue("ticket".into(), 1, Vec::new()).await.unwrap();
     let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
     let stopped_arbiter = arbiter.stop().await;
@@ -405,18 +440,14 @@ async fn d_arbiter_down_during_resolution_and_back_later() {
 }
 
 /// (e) Both parties crash mid-exchange (A VALID with M3 held back, B VALID) and restart from
-/// their stores: the exchange completes without the arbiter.
+/// their stores (A on a healed network): the exchange completes without the arbiter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e_both_parties_restart_mid_exchange() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let arbiter = TestArbiter::start(9, dir.path()).await;
     let b = TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], Setup::default()).await;
-    let a_faults = Faults {
-        drop: Some(Arc::new(|p: &FaultPoint<'_>| matches!(p, FaultPoint::SendRequest { request: ExchangeRequest::Confirm(_), .. }))),
-    };
-    let a =
-        TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], Setup { faults: a_faults, ..Setup::default() }).await;
+    let a = TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], losing_m3()).await;
     let ticket = a.node.issue("ticket".into(), 1, Vec::new()).await.unwrap();
     let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
     let session = a.node.start_exchange(swap(ticket.id(), b.peer(), Some(arbiter.peer()), 20_000)).await.unwrap();
@@ -500,25 +531,36 @@ async fn h_the_per_peer_cap_on_open_sessions_refuses_extra_offers() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let arbiter = TestArbiter::start(9, dir.path()).await;
-    let b =
-        TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], Setup { max_open_sessions_per_peer: 1, ..Setup::default() }).await;
-    // A holds M3 back, so its first session stays open on B until the expiry.
-    let a_faults = Faults {
-        drop: Some(Arc::new(|p: &FaultPoint<'_>| matches!(p, FaultPoint::SendRequest { request: ExchangeRequest::Confirm(_), .. }))),
-    };
-    let a =
-        TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], Setup { faults: a_faults, ..Setup::default() }).await;
+    // B cannot reach the arbiter until the test heals it, so its first session, once PENDING,
+    // stays open.
+    let b_partition = Partition::default();
+    b_partition.cut([arbiter.peer()]);
+    let b_setup = Setup { max_open_sessions_per_peer: 1, partition: Some(b_partition), ..Setup::default() };
+    let b = TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], b_setup).await;
+    // A's M3 is lost (A is cut off from B from its commit of VALID on), so the first session
+    // stays open on B: VALID until the expiry, then PENDING.
+    let a = TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], losing_m3()).await;
     let tickets =
         [a.node.issue("ticket".into(), 1, b"1".to_vec()).await.unwrap(), a.node.issue("ticket".into(), 1, b"2".to_vec()).await.unwrap()];
     let vouchers =
         [b.node.issue("voucher".into(), 5, b"1".to_vec()).await.unwrap(), b.node.issue("voucher".into(), 5, b"2".to_vec()).await.unwrap()];
     let first = a.node.start_exchange(swap(tickets[0].id(), b.peer(), Some(arbiter.peer()), 2_000)).await.unwrap();
     wait_until("first session VALID on B", STEP, || async { b.node.sessions().await.unwrap().len() == 1 }).await;
+    // Once A has given up on M3 (it asks the arbiter instead) and B refuses late M3s (PENDING),
+    // A and B may talk again: the second offer reaches B while the first is still open there.
+    wait_until("A past VALID and B PENDING", STEP, || async {
+        let a_phase = a.node.sessions().await.unwrap().first().map(|s| s.phase);
+        let b_phase = b.node.sessions().await.unwrap().first().map(|s| s.phase);
+        a_phase.is_some_and(|p| p != "STARTED" && p != "VALID") && b_phase == Some("PENDING")
+    })
+    .await;
+    a.partition.heal();
     let second =
         within("second exchange", STEP, a.node.exchange(swap(tickets[1].id(), b.peer(), Some(arbiter.peer()), 2_000))).await.unwrap();
     assert_eq!(second.outcome, SessionOutcome::Aborted, "{second:?}");
     assert_eq!(second.aborted_reason, Some("TOO_MANY_SESSIONS"));
-    // The first one ends through the arbiter (M3 never arrives).
+    // The first one ends through the arbiter (M3 never arrives) once B can reach it.
+    b.partition.heal();
     let ours = a.wait_terminal(first).await;
     let theirs = b.wait_terminal(first).await;
     assert_eq!(ours.outcome, theirs.outcome);
@@ -677,15 +719,17 @@ async fn j_failed_writes_send_nothing_and_retries_recover() {
     let arbiter_addr = with_p2p(&arbiter.listen_addrs().await.unwrap()[0], &arbiter_key.peer_id());
 
     let store_failures = Arc::new(AtomicUsize::new(0));
-    let mut b_config = NodeConfig::new(Keypair::from_seed([2; 32]));
+    let b_key = Keypair::from_seed([2; 32]);
+    let mut b_config = NodeConfig::new(b_key.clone());
     b_config.timing = fast_timing();
     b_config.bootstrap = vec![arbiter_addr.clone()];
-    // B drops every r2, so A must settle through the (flaky) arbiter.
-    b_config.faults = Faults {
-        drop: Some(Arc::new(|p: &FaultPoint<'_>| matches!(p, FaultPoint::SendResponse { response: ExchangeResponse::Reveal(_), .. }))),
-    };
+    // B loses every r2 (its commit of DONE cuts it off from A), so A must settle through the
+    // (flaky) arbiter.
+    let b_setup = losing_m4();
     let b_store = FlakyStore { inner: RocksStore::open(dir.path().join("B")).unwrap(), failures: store_failures.clone() };
-    let (b, b_loop) = runtime::start(b_config, b_store).await.unwrap();
+    let b_store = ObservedStore::new(b_store, b_setup.on_commit.unwrap());
+    let b_transport = b_setup.partition.unwrap().transport(&b_key);
+    let (b, b_loop) = runtime::start_with_transport(b_config, b_store, b_transport).await.unwrap();
     let b_addr = with_p2p(&b.listen_addrs().await.unwrap()[0], &b.peer_id());
     let voucher = b.issue("voucher".into(), 5, Vec::new()).await.unwrap();
     // A failed commit fails the command and leaves nothing behind.
@@ -726,18 +770,22 @@ async fn k_kademlia_finds_and_reaches_an_arbiter_two_hops_away() {
     let dir = tempfile::tempdir().unwrap();
     let arbiter = TestArbiter::start(9, dir.path()).await;
     let kad_only = DiscoveryConfig { kademlia: true, gossipsub: false, ..Setup::default().discovery };
-    let b_faults = Faults {
-        drop: Some(Arc::new(|p: &FaultPoint<'_>| matches!(p, FaultPoint::SendResponse { response: ExchangeResponse::Reveal(_), .. }))),
+    // B loses r2: its commit of DONE cuts it off from A, until A has given up on M3 and asks the
+    // arbiter (its commit of RESOLVING heals B), which it finds through B. A sends M3 once only
+    // (no retry before its deadline), so no M3 can be on its way when B is healed.
+    let b = TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], Setup { discovery: kad_only.clone(), ..losing_m4() }).await;
+    let b_partition = b.partition.clone();
+    let a_setup = Setup {
+        discovery: kad_only,
+        timing: Timing { retry_ms: 60_000, ..fast_timing() },
+        on_commit: Some(Arc::new(move |batch| {
+            if initiator_enters(batch, "RESOLVING").is_some() {
+                b_partition.heal();
+            }
+        })),
+        ..Setup::default()
     };
-    let b = TestNode::start(
-        "B",
-        2,
-        dir.path(),
-        vec![arbiter.dial_addr()],
-        Setup { discovery: kad_only.clone(), faults: b_faults, ..Setup::default() },
-    )
-    .await;
-    let a = TestNode::start("A", 1, dir.path(), vec![b.dial_addr()], Setup { discovery: kad_only, ..Setup::default() }).await;
+    let a = TestNode::start("A", 1, dir.path(), vec![b.dial_addr()], a_setup).await;
     wait_for_arbiter(&a, arbiter.peer(), true).await;
     let ticket = a.node.issue("ticket".into(), 1, Vec::new()).await.unwrap();
     let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();

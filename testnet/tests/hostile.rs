@@ -30,7 +30,7 @@ use valex_arbiter::server::{self, ArbiterConfig, ArbiterHandle};
 use valex_arbiter::store::DecisionStore;
 use valex_arbiter::{Arbiter, DecisionRecord};
 use valex_node::exchange::{ArbiterPolicy, NodeState, Session, SessionOutcome, StaticPolicy};
-use valex_node::runtime::{self, EventLoopHandle, ExchangeRequestCmd, FaultPoint, Faults, Node, NodeConfig};
+use valex_node::runtime::{self, EventLoopHandle, ExchangeRequestCmd, Node, NodeConfig};
 use valex_node::store::RocksStore;
 use valex_node::time::now_ms;
 use valex_proto::codec::{ARBITER_PROTOCOL, ArbiterCodec, EXCHANGE_PROTOCOL, ExchangeCodec};
@@ -44,6 +44,8 @@ use valex_proto::{Digest, ErrorCode, PeerId, Signature, canonical, crypto};
 use valex_testnet::invariants::{NamedState, check_always, check_at_rest};
 
 mod support;
+use support::observed::{ObservedStore, OnCommit, initiator_enters};
+use support::partition::Partition;
 use support::{RawCodec, fast_timing, framed, wait_until, with_p2p, within};
 
 /// The longest any single step may take.
@@ -101,15 +103,20 @@ impl TestArbiter {
 #[derive(Clone, Default)]
 struct Setup {
     arbiters: ArbiterPolicy,
-    faults: Faults,
+    /// The node's partition (a fresh, healed one if none).
+    partition: Option<Partition>,
+    /// Called with every batch the node commits, before the messages that follow it are sent.
+    on_commit: Option<OnCommit>,
 }
 
-/// A running honest node on a RocksDB store.
+/// A running honest node on a RocksDB store, over a partitionable transport.
 struct TestNode {
     key: Keypair,
     addr: Multiaddr,
     node: Node,
     event_loop: EventLoopHandle,
+    /// The node's partition: the test heals it (or cuts it) at will.
+    partition: Partition,
 }
 
 impl TestNode {
@@ -120,12 +127,14 @@ impl TestNode {
         config.policy = Arc::new(StaticPolicy { arbiters: setup.arbiters, ..StaticPolicy::default() });
         config.timing = fast_timing();
         config.default_ttl_ms = 5_000;
-        config.faults = setup.faults;
-        let store = RocksStore::open(dir.join(name)).unwrap();
-        let (node, event_loop) = within("node start", STEP, runtime::start(config, store)).await.unwrap();
+        let partition = setup.partition.unwrap_or_default();
+        let transport = partition.transport(&key);
+        let on_commit = setup.on_commit.unwrap_or_else(|| Arc::new(|_| {}));
+        let store = ObservedStore::new(RocksStore::open(dir.join(name)).unwrap(), on_commit);
+        let (node, event_loop) = within("node start", STEP, runtime::start_with_transport(config, store, transport)).await.unwrap();
         let addr = node.listen_addrs().await.unwrap()[0].clone();
         assert!(addr.to_string().starts_with("/ip4/127.0.0.1/tcp/"), "{addr}");
-        Self { key, addr, node, event_loop }
+        Self { key, addr, node, event_loop, partition }
     }
 
     fn peer(&self) -> PeerId {
@@ -689,15 +698,20 @@ async fn decisions_not_signed_by_the_terms_arbiter_are_ignored() {
     let t = fake_t.peer();
     let b_setup = Setup { arbiters: ArbiterPolicy::only([t]), ..Setup::default() };
     let b = TestNode::start("B", 2, dir.path(), vec![fake_t.dial_addr()], b_setup).await;
-    let hold_m3 = Arc::new(AtomicBool::new(true));
-    let hold = hold_m3.clone();
-    let a_faults = Faults {
-        drop: Some(Arc::new(move |p: &FaultPoint<'_>| {
-            hold.load(Ordering::SeqCst) && matches!(p, FaultPoint::SendRequest { request: ExchangeRequest::Confirm(_), .. })
-        })),
+    // M3 is lost: A's first commit of VALID (M3 follows) cuts A off from B, until the test heals.
+    let a_partition = Partition::default();
+    let on_commit: OnCommit = {
+        let (first, partition) = (AtomicBool::new(true), a_partition.clone());
+        Arc::new(move |batch| {
+            if let Some(b) = initiator_enters(batch, "VALID")
+                && first.swap(false, Ordering::SeqCst)
+            {
+                partition.cut([b]);
+            }
+        })
     };
-    let a =
-        TestNode::start("A", 1, dir.path(), vec![fake_t.dial_addr(), b.dial_addr()], Setup { faults: a_faults, ..Setup::default() }).await;
+    let a_setup = Setup { partition: Some(a_partition), on_commit: Some(on_commit), ..Setup::default() };
+    let a = TestNode::start("A", 1, dir.path(), vec![fake_t.dial_addr(), b.dial_addr()], a_setup).await;
     let ticket = a.node.issue("ticket".into(), 1, Vec::new()).await.unwrap();
     let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
     let request =
@@ -779,7 +793,7 @@ async fn decisions_not_signed_by_the_terms_arbiter_are_ignored() {
     check_at_rest(&named, &[ticket.id(), voucher.id()]).unwrap();
     assert!(b_state.is_spendable(&voucher.id()) && a_state.is_spendable(&ticket.id()));
 
-    hold_m3.store(false, Ordering::SeqCst);
+    a.partition.heal();
     assert_still_serves(&a, &b, t, &decisions, &[voucher.id()]).await;
     server.abort();
     fake_t.stop();

@@ -29,9 +29,10 @@ pub struct NodeBehaviour {
     pub arbiter: request_response::Behaviour<ArbiterCodec>,
 }
 
-/// Builds the node's swarm, subscribed to the announcement topic.
-pub fn build_swarm(keypair: &Keypair, idle_connection_timeout: Duration) -> Result<Swarm<NodeBehaviour>, NetError> {
-    let mut swarm = swarm::build(keypair, idle_connection_timeout, |key| {
+/// Builds the node's swarm over `transport` ([`swarm::default_transport`] unless the embedder
+/// brings its own), subscribed to the announcement topic.
+pub fn build_swarm(keypair: &Keypair, transport: swarm::SwarmTransport, idle_connection_timeout: Duration) -> Result<Swarm<NodeBehaviour>, NetError> {
+    let mut swarm = swarm::build(keypair, transport, idle_connection_timeout, |key| {
         Ok(NodeBehaviour {
             identify: swarm::identify_behaviour(key, format!("valex/{}", env!("CARGO_PKG_VERSION"))),
             ping: swarm::ping_behaviour(),

@@ -10,9 +10,12 @@
 
 use std::time::Duration;
 
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::Boxed;
+use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair as Libp2pKeypair;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, StreamProtocol, Swarm, gossipsub, identify, kad, noise, ping, request_response, tcp, yamux};
+use libp2p::{Multiaddr, StreamProtocol, Swarm, Transport as _, gossipsub, identify, kad, noise, ping, request_response, tcp, yamux};
 use valex_proto::codec::{ARBITER_TOPIC, IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 use valex_proto::crypto::Keypair;
 
@@ -89,10 +92,27 @@ where
     request_response::Behaviour::with_codec(codec, [(protocol, support)], request_response_config())
 }
 
-/// Builds a swarm for `keypair` over tcp (no Nagle delay) + noise + yamux on tokio, with the
-/// behaviour `make` composes from the key, closing connections idle for `idle_connection_timeout`.
+/// What a swarm runs over: connections authenticated as a peer and multiplexed.
+pub type SwarmTransport = Boxed<(libp2p::PeerId, StreamMuxerBox)>;
+
+/// The default transport: tcp (no Nagle delay, exchanges are small request-response messages) +
+/// noise with `keypair` + yamux.
+pub fn default_transport(keypair: &Keypair) -> Result<SwarmTransport, NetError> {
+    let noise = noise::Config::new(&keypair.to_libp2p()).map_err(|e| NetError::Noise(e.into()))?;
+    Ok(tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise)
+        .multiplex(yamux::Config::default())
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed())
+}
+
+/// Builds a swarm for `keypair` over `transport` (see [`default_transport`]) with the behaviour
+/// `make` composes from the parts of this module, closing connections idle for
+/// `idle_connection_timeout` (request-response does not keep them alive between messages).
 pub fn build<B: NetworkBehaviour>(
     keypair: &Keypair,
+    transport: SwarmTransport,
     idle_connection_timeout: Duration,
     make: impl FnOnce(&Libp2pKeypair) -> Result<B, NetError>,
 ) -> Result<Swarm<B>, NetError> {
@@ -100,8 +120,8 @@ pub fn build<B: NetworkBehaviour>(
     let behaviour = make(&key)?;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
-        .map_err(|e| NetError::Noise(e.into()))?
+        .with_other_transport(|_| transport)
+        .unwrap_or_else(|never| match never {})
         .with_behaviour(|_| behaviour)
         .unwrap_or_else(|never| match never {})
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle_connection_timeout))

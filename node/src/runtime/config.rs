@@ -1,12 +1,10 @@
-//! How a node is set up: [`NodeConfig`], [`DiscoveryConfig`] and the test-only [`Faults`].
+//! How a node is set up: [`NodeConfig`] and [`DiscoveryConfig`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::Multiaddr;
-use valex_proto::PeerId;
 use valex_proto::crypto::Keypair;
-use valex_proto::message::{ArbiterRequest, ExchangeRequest, ExchangeResponse};
 
 use crate::exchange::{Policy, StaticPolicy, Timing};
 
@@ -29,68 +27,6 @@ impl Default for DiscoveryConfig {
     }
 }
 
-/// A message at a point where a test may drop it.
-#[doc(hidden)]
-#[derive(Debug)]
-pub enum FaultPoint<'a> {
-    /// An exchange request (M1, M3) about to be sent.
-    SendRequest {
-        /// The peer.
-        to: &'a PeerId,
-        /// The request.
-        request: &'a ExchangeRequest,
-    },
-    /// An exchange response (M2, M4, refusal) about to be sent.
-    SendResponse {
-        /// The peer.
-        to: &'a PeerId,
-        /// The response.
-        response: &'a ExchangeResponse,
-    },
-    /// An arbiter request about to be sent.
-    SendArbiter {
-        /// The arbiter.
-        to: &'a PeerId,
-        /// The request.
-        request: &'a ArbiterRequest,
-    },
-    /// An exchange response just received.
-    ReceiveResponse {
-        /// The peer.
-        from: &'a PeerId,
-        /// The response.
-        response: &'a ExchangeResponse,
-    },
-}
-
-/// A predicate choosing which messages to drop.
-#[doc(hidden)]
-pub type DropPredicate = Arc<dyn Fn(&FaultPoint<'_>) -> bool + Send + Sync>;
-
-/// Fault injection for tests: messages matching the predicate are dropped (lost).
-#[doc(hidden)]
-#[derive(Clone, Default)]
-pub struct Faults {
-    /// Drops every message it returns `true` for.
-    pub drop: Option<DropPredicate>,
-}
-
-impl Faults {
-    pub(crate) fn drops(&self, point: &FaultPoint<'_>) -> bool {
-        let dropped = self.drop.as_ref().is_some_and(|f| f(point));
-        if dropped {
-            tracing::info!(?point, "fault injection: message dropped");
-        }
-        dropped
-    }
-}
-
-impl std::fmt::Debug for Faults {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Faults").field("drop", &self.drop.is_some()).finish()
-    }
-}
-
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -110,9 +46,6 @@ pub struct NodeConfig {
     pub idle_connection_timeout: Duration,
     /// Arbiter discovery.
     pub discovery: DiscoveryConfig,
-    /// Fault injection (tests only).
-    #[doc(hidden)]
-    pub faults: Faults,
 }
 
 impl NodeConfig {
@@ -129,7 +62,6 @@ impl NodeConfig {
             default_ttl_ms: 60_000,
             idle_connection_timeout: Duration::from_secs(300),
             discovery: DiscoveryConfig::default(),
-            faults: Faults::default(),
         }
     }
 }

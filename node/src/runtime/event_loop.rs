@@ -29,13 +29,14 @@ use valex_proto::crypto::Keypair;
 use valex_proto::message::{ArbiterAnnouncement, ArbiterResponse, DecodeError, ExchangeRequest, ExchangeResponse, Refusal};
 use valex_proto::value::Value;
 
-use super::config::{FaultPoint, NodeConfig};
+use super::config::NodeConfig;
 use super::error::NodeError;
 use super::handle::{Command, Node};
 use super::types::{ArbiterInfo, ExchangeRequestCmd, ExchangeResult, PeerInfo, SessionInfo, ValueInfo};
 use crate::exchange::{CoreConfig, Ctx, Effects, ExchangeCore, Input, NodeState, Outgoing, SessionId, StartExchange, Timer, TimerKind};
 use crate::net::addr::{peer_of, strip_p2p};
 use crate::net::behaviour::{NodeBehaviour, NodeBehaviourEvent, build_swarm};
+use crate::net::swarm::{SwarmTransport, default_transport};
 use crate::net::{ArbiterDirectory, DiscoverySource, swarm};
 use crate::store::Store;
 use crate::time::now_ms;
@@ -77,18 +78,31 @@ fn load_state<S: Store>(store: &mut S) -> Result<NodeState, NodeError> {
     Ok(loaded.state)
 }
 
-/// Starts a node on the current tokio runtime: loads `store`, listens, dials the bootstrap
-/// peers, resumes every open session (re-sending its pending request and re-arming its timers)
-/// and spawns the event loop. Returns once the listen addresses are known.
-pub async fn start<S: Store + Send + 'static>(config: NodeConfig, mut store: S) -> Result<(Node, EventLoopHandle), NodeError> {
+/// Starts a node on the current tokio runtime over tcp + noise + yamux ([`default_transport`]):
+/// loads `store`, listens, dials the bootstrap peers, resumes every open session (re-sending its
+/// pending request and re-arming its timers) and spawns the event loop. Returns once the listen
+/// addresses are known.
+pub async fn start<S: Store + Send + 'static>(config: NodeConfig, store: S) -> Result<(Node, EventLoopHandle), NodeError> {
+    let transport = default_transport(&config.keypair)?;
+    start_with_transport(config, store, transport).await
+}
+
+/// [`start`] over a transport the caller supplies: an in-memory transport, another stack
+/// (websocket, QUIC, a relay), or a wrapper around the default one (a test harness injecting
+/// faults, bandwidth metering). The transport must authenticate connections as
+/// `config.keypair`'s peer id (as noise does with that key) and yield a multiplexed connection;
+/// `config.listen` and the bootstrap addresses must be addresses it can listen on and dial.
+pub async fn start_with_transport<S: Store + Send + 'static>(
+    config: NodeConfig,
+    mut store: S,
+    transport: SwarmTransport,
+) -> Result<(Node, EventLoopHandle), NodeError> {
     let state = load_state(&mut store)?;
-    let mut swarm = build_swarm(&config.keypair, config.idle_connection_timeout)?;
+    let mut swarm = build_swarm(&config.keypair, transport, config.idle_connection_timeout)?;
     // Wait until every listener has an address, so listen_addrs() answers with real ports.
     swarm::listen(&mut swarm, &config.listen, LISTEN_TIMEOUT).await?;
 
-    // The update fills `planted_bug` when the planted-bugs feature is on.
-    #[allow(clippy::needless_update)]
-    let core_config = CoreConfig { policy: config.policy.clone(), timing: config.timing, ..CoreConfig::default() };
+    let core_config = CoreConfig { policy: config.policy.clone(), timing: config.timing };
     let core = ExchangeCore::new(config.keypair.clone(), core_config.clone(), state);
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     let peer_id = config.keypair.peer_id();
@@ -229,9 +243,6 @@ impl<S: Store> EventLoop<S> {
     }
 
     fn respond(&mut self, channel: ResponseChannel<ExchangeResponse>, to: &PeerId, response: ExchangeResponse) {
-        if self.config.faults.drops(&FaultPoint::SendResponse { to, response: &response }) {
-            return; // dropping the channel: the requester sees a lost response
-        }
         if self.swarm.behaviour_mut().exchange.send_response(channel, response).is_err() {
             tracing::debug!(peer = %to, "response not sent: the connection closed");
         }
@@ -240,9 +251,6 @@ impl<S: Store> EventLoop<S> {
     fn send(&mut self, outgoing: Outgoing) {
         match outgoing {
             Outgoing::Exchange { to, session, request } => {
-                if self.config.faults.drops(&FaultPoint::SendRequest { to: &to, request: &request }) {
-                    return;
-                }
                 let peer = to;
                 let addrs = self.addr_book.get(&peer).cloned().unwrap_or_default();
                 tracing::debug!(to = %to, kind = request_name(&request), "sending");
@@ -250,9 +258,6 @@ impl<S: Store> EventLoop<S> {
                 self.pending_exchange.insert(id, session);
             }
             Outgoing::Arbiter { to, session, request } => {
-                if self.config.faults.drops(&FaultPoint::SendArbiter { to: &to, request: &request }) {
-                    return;
-                }
                 let peer = to;
                 let mut addrs = self.addr_book.get(&peer).cloned().unwrap_or_default();
                 if let Some(entry) = self.directory.get(&to) {
@@ -523,9 +528,6 @@ impl<S: Store> EventLoop<S> {
                     }
                     request_response::Message::Response { request_id, response } => {
                         let Some(session) = self.pending_exchange.remove(&request_id) else { return };
-                        if self.config.faults.drops(&FaultPoint::ReceiveResponse { from: &from, response: &response }) {
-                            return;
-                        }
                         match self.core.handle(fresh_ctx(), Input::Response { from, session, response }) {
                             Ok(effects) => {
                                 if let Err(error) = self.apply(effects, None) {

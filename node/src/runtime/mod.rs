@@ -1,5 +1,6 @@
 //! The embeddable node: [`start`] spawns an event loop that owns the swarm, the exchange core
 //! and the store; [`Node`] is the handle a host service (or the CLI) drives it with.
+//! [`start_with_transport`] runs the same node over a transport of the caller's choosing.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), valex_node::runtime::NodeError> {
@@ -21,10 +22,9 @@ pub mod event_loop;
 pub mod handle;
 pub mod types;
 
+pub use crate::net::swarm::{SwarmTransport, default_transport};
 pub use config::{DiscoveryConfig, NodeConfig};
-#[doc(hidden)]
-pub use config::{DropPredicate, FaultPoint, Faults};
 pub use error::NodeError;
-pub use event_loop::{EventLoopHandle, start};
+pub use event_loop::{EventLoopHandle, start, start_with_transport};
 pub use handle::Node;
 pub use types::{ArbiterInfo, ExchangeRequestCmd, ExchangeResult, PeerInfo, SessionInfo, ValueInfo};

@@ -1,5 +1,9 @@
-//! What the end-to-end and hostile-peer tests share: bounded waits, fast timing, and a peer that
-//! speaks raw bytes.
+//! What the end-to-end and hostile-peer tests share: bounded waits, fast timing, a peer that
+//! speaks raw bytes, network partitions ([`partition`]) and stores that report their commits
+//! ([`observed`]), with which the tests lose chosen messages.
+
+pub mod observed;
+pub mod partition;
 
 use std::time::Duration;
 
