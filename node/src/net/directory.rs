@@ -32,6 +32,15 @@ pub enum DiscoverySource {
     Gossipsub,
 }
 
+/// A change in the set of known arbiters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DirectoryChange {
+    /// The arbiter entered the directory.
+    Found(PeerId),
+    /// The arbiter left it (expired, or dropped to make room).
+    Lost(PeerId),
+}
+
 /// One known arbiter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArbiterEntry {
@@ -72,13 +81,25 @@ impl ArbiterDirectory {
         Self { entries: BTreeMap::new(), lifetime_ms: u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX) }
     }
 
-    /// Records that `source` reported `peer` at `now_ms`.
-    pub fn saw(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, name: Option<String>, source: DiscoverySource, now_ms: u64) {
-        if !self.entries.contains_key(&peer)
-            && self.entries.len() >= MAX_ENTRIES
-            && let Some(oldest) = self.entries.values().min_by_key(|e| e.last_seen_ms()).map(|e| e.peer)
-        {
-            self.entries.remove(&oldest);
+    /// Records that `source` reported `peer` at `now_ms`. Returns what changed in the set of
+    /// arbiters: `peer` found if it is new, and the entry dropped to make room for it, if any.
+    pub fn saw(
+        &mut self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        name: Option<String>,
+        source: DiscoverySource,
+        now_ms: u64,
+    ) -> Vec<DirectoryChange> {
+        let mut changes = Vec::new();
+        if !self.entries.contains_key(&peer) {
+            if self.entries.len() >= MAX_ENTRIES
+                && let Some(oldest) = self.entries.values().min_by_key(|e| e.last_seen_ms()).map(|e| e.peer)
+            {
+                self.entries.remove(&oldest);
+                changes.push(DirectoryChange::Lost(oldest));
+            }
+            changes.push(DirectoryChange::Found(peer));
         }
         let entry = self.entries.entry(peer).or_insert_with(|| ArbiterEntry {
             peer,
@@ -99,6 +120,7 @@ impl ArbiterDirectory {
             DiscoverySource::Kademlia => entry.kademlia_seen_ms = Some(now_ms),
             DiscoverySource::Gossipsub => entry.gossipsub_seen_ms = Some(now_ms),
         }
+        changes
     }
 
     /// Adds addresses learnt elsewhere (e.g. Kademlia routing) to a known arbiter; does not count
@@ -113,10 +135,18 @@ impl ArbiterDirectory {
         }
     }
 
-    /// Drops entries not seen within the lifetime.
-    pub fn expire(&mut self, now_ms: u64) {
+    /// Drops entries not seen within the lifetime; returns them as lost.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<DirectoryChange> {
         let lifetime = self.lifetime_ms;
-        self.entries.retain(|_, e| e.last_seen_ms().saturating_add(lifetime) > now_ms);
+        let mut lost = Vec::new();
+        self.entries.retain(|peer, e| {
+            let live = e.last_seen_ms().saturating_add(lifetime) > now_ms;
+            if !live {
+                lost.push(DirectoryChange::Lost(*peer));
+            }
+            live
+        });
+        lost
     }
 
     /// The live entries at `now_ms`.
@@ -156,15 +186,19 @@ mod tests {
     #[test]
     fn pick_respects_policy_exclusion_and_expiry() {
         let mut directory = ArbiterDirectory::new(Duration::from_secs(10));
-        directory.saw(peer(1), Vec::new(), Some("one".into()), DiscoverySource::Gossipsub, 1_000);
+        assert_eq!(
+            directory.saw(peer(1), Vec::new(), Some("one".into()), DiscoverySource::Gossipsub, 1_000),
+            [DirectoryChange::Found(peer(1))]
+        );
         directory.saw(peer(2), Vec::new(), None, DiscoverySource::Kademlia, 2_000);
+        assert!(directory.saw(peer(2), Vec::new(), None, DiscoverySource::Gossipsub, 2_000).is_empty(), "known already");
         let any = StaticPolicy::default();
         assert_eq!(directory.pick(&any, &[], 3_000), Some(peer(2)), "most recently seen first");
         assert_eq!(directory.pick(&any, &[peer(2)], 3_000), Some(peer(1)), "a party is never its own arbiter");
         let only_one = StaticPolicy { arbiters: ArbiterPolicy::only([peer(1)]), ..StaticPolicy::default() };
         assert_eq!(directory.pick(&only_one, &[], 3_000), Some(peer(1)));
         assert_eq!(directory.pick(&any, &[], 11_500), Some(peer(2)), "peer 1 expired at 11 000");
-        directory.expire(11_500);
+        assert_eq!(directory.expire(11_500), [DirectoryChange::Lost(peer(1))]);
         assert!(directory.get(&peer(1)).is_none());
         assert_eq!(directory.pick(&only_one, &[], 11_500), None);
     }
@@ -182,5 +216,17 @@ mod tests {
         assert_eq!(entry.name.as_deref(), Some("t"));
         directory.add_addrs(&peer(3), [addr]);
         assert!(directory.get(&peer(3)).is_none(), "addresses alone do not make an arbiter");
+    }
+
+    #[test]
+    fn a_full_directory_drops_the_least_recently_seen_and_says_so() {
+        let mut directory = ArbiterDirectory::new(Duration::from_secs(3600));
+        let peers: Vec<PeerId> = (0..=MAX_ENTRIES).map(|_| Keypair::generate().peer_id()).collect();
+        for (i, p) in peers.iter().take(MAX_ENTRIES).enumerate() {
+            directory.saw(*p, Vec::new(), None, DiscoverySource::Kademlia, 1_000 + i as u64);
+        }
+        let changes = directory.saw(peers[MAX_ENTRIES], Vec::new(), None, DiscoverySource::Kademlia, 10_000);
+        assert_eq!(changes, [DirectoryChange::Lost(peers[0]), DirectoryChange::Found(peers[MAX_ENTRIES])]);
+        assert!(directory.get(&peers[0]).is_none());
     }
 }

@@ -1,10 +1,13 @@
 //! The node's networking: the swarm building blocks node and arbiter share ([`swarm`]), the
 //! node's own behaviour ([`behaviour`]), multiaddr helpers ([`addr`]) and the arbiter directory
 //! ([`directory`]) fed by Kademlia provider records and gossipsub announcements.
+//! [`discovery`] feeds the directory and the [`address_book`] from the swarm's events.
 
 pub mod addr;
+pub mod address_book;
 pub mod behaviour;
 pub mod directory;
+pub mod discovery;
 pub mod swarm;
 
 use std::sync::Arc;
@@ -12,8 +15,10 @@ use std::time::Duration;
 
 use libp2p::{Multiaddr, TransportError, gossipsub, noise};
 
+pub use address_book::AddressBook;
 pub use behaviour::{NodeBehaviour, build_swarm};
-pub use directory::{ArbiterDirectory, ArbiterEntry, DiscoverySource};
+pub use directory::{ArbiterDirectory, ArbiterEntry, DirectoryChange, DiscoverySource};
+pub use discovery::Discovery;
 
 /// Why a swarm could not be built or start listening.
 ///

@@ -1,50 +1,53 @@
-//! The event loop: owns the swarm, the [`ExchangeCore`] and the [`Store`], and drives the core
-//! from commands, network events and timers.
+//! The event loop: a dispatcher. It owns the write-ahead driver (`WriteAhead`: core, store,
+//! timers) and the network (`Network`: swarm, discovery), and routes each command, swarm event
+//! and timer to the module that handles it:
 //!
-//! Every core step's [`Effects`] are carried out in the order the write-ahead rule demands: the
-//! write batch is committed (one synced write) first; if that fails nothing is sent, the command
-//! fails, and the core is rebuilt from the store as after a crash. Only then does the reply or
-//! request go out and are the timers armed. Outbound requests that fail (dial failure, timeout,
-//! closed connection) are simply lost messages: the core's retry timers send them again. An
-//! inbound request that arrives whole but does not decode (or announces a frame over the size
+//! - inputs to the exchange core (a started exchange, a request, a response, an arbiter's answer,
+//!   a timer) go through `WriteAhead::step`, which commits before anything is sent
+//!   (`write_ahead.rs`);
+//! - read-only commands are answered by `queries.rs`;
+//! - identify, Kademlia and gossipsub events feed [`crate::net::Discovery`];
+//! - dials are tracked here until their connection is up or has failed.
+//!
+//! An inbound request that arrives whole but does not decode (or announces a frame over the size
 //! limit) never reaches the core: it is answered with a refusal carrying the decode error's code.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::kad::{self, GetProvidersOk, QueryResult};
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{self, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
-use libp2p::{Multiaddr, Swarm, gossipsub, identify};
+use libp2p::{Multiaddr, gossipsub, identify};
 use rand::RngCore;
 use rand::rngs::OsRng;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 use valex_proto::PeerId;
-use valex_proto::codec::{ExchangeRequestFrame, arbiter_provider_key};
-use valex_proto::crypto::Keypair;
-use valex_proto::message::{ArbiterAnnouncement, ArbiterResponse, DecodeError, ExchangeRequest, ExchangeResponse, Refusal};
+use valex_proto::codec::{ArbiterRequestFrame, ExchangeRequestFrame};
+use valex_proto::message::{ArbiterResponse, DecodeError, ExchangeRequest, ExchangeResponse, Refusal};
 use valex_proto::value::Value;
 
 use super::config::NodeConfig;
 use super::error::NodeError;
+use super::events::{EventSink, NodeEvent};
 use super::handle::{Command, Node};
-use super::types::{ArbiterInfo, ExchangeRequestCmd, ExchangeResult, PeerInfo, SessionInfo, ValueInfo};
-use crate::exchange::{CoreConfig, Ctx, Effects, ExchangeCore, Input, NodeState, Outgoing, SessionId, StartExchange, Timer, TimerKind};
+use super::network::{Network, ReplyTo, request_name};
+use super::queries::{View, answer};
+use super::types::ExchangeRequestCmd;
+use super::write_ahead::{Outbox, WriteAhead};
+use crate::exchange::{CoreConfig, Ctx, Input, SessionId, StartExchange};
 use crate::net::addr::{peer_of, strip_p2p};
-use crate::net::behaviour::{NodeBehaviour, NodeBehaviourEvent, build_swarm};
-use crate::net::swarm::{SwarmTransport, default_transport};
-use crate::net::{ArbiterDirectory, DiscoverySource, swarm};
-use crate::store::Store;
+use crate::net::behaviour::{NodeBehaviourEvent, build_swarm};
+use crate::net::swarm::{self, SwarmTransport, default_transport};
+use crate::net::{DirectoryChange, Discovery};
 use crate::time::now_ms;
+use crate::store::Store;
 
 /// How long [`start`] waits for the listeners to report their addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most addresses remembered per peer.
-const MAX_ADDRS_PER_PEER: usize = 8;
 /// Depth of the command queue.
 const COMMAND_QUEUE: usize = 256;
 
@@ -63,19 +66,11 @@ impl EventLoopHandle {
     }
 }
 
-fn fresh_ctx() -> Ctx {
+/// The wall clock and 32 bytes from the OS rng: one step's [`Ctx`].
+pub(crate) fn fresh_ctx() -> Ctx {
     let mut entropy = [0u8; 32];
     OsRng.fill_bytes(&mut entropy);
     Ctx { now_ms: now_ms(), entropy }
-}
-
-/// Loads the committed state from `store`, logging the records it had to set aside.
-fn load_state<S: Store>(store: &mut S) -> Result<NodeState, NodeError> {
-    let loaded = store.load().map_err(NodeError::store)?;
-    for record in &loaded.set_aside {
-        tracing::error!(column = %record.column, key = %record.key_hex, reason = %record.reason, "store record set aside");
-    }
-    Ok(loaded.state)
 }
 
 /// Starts a node on the current tokio runtime over tcp + noise + yamux ([`default_transport`]):
@@ -94,84 +89,64 @@ pub async fn start<S: Store + Send + 'static>(config: NodeConfig, store: S) -> R
 /// `config.listen` and the bootstrap addresses must be addresses it can listen on and dial.
 pub async fn start_with_transport<S: Store + Send + 'static>(
     config: NodeConfig,
-    mut store: S,
+    store: S,
     transport: SwarmTransport,
 ) -> Result<(Node, EventLoopHandle), NodeError> {
-    let state = load_state(&mut store)?;
+    let core_config = CoreConfig { policy: config.policy.clone(), timing: config.timing };
+    let events = EventSink::new();
+    let mut driver = WriteAhead::open(config.keypair.clone(), core_config, store, events.clone(), fresh_ctx)?;
     let mut swarm = build_swarm(&config.keypair, transport, config.idle_connection_timeout)?;
     // Wait until every listener has an address, so listen_addrs() answers with real ports.
     swarm::listen(&mut swarm, &config.listen, LISTEN_TIMEOUT).await?;
 
-    let core_config = CoreConfig { policy: config.policy.clone(), timing: config.timing };
-    let core = ExchangeCore::new(config.keypair.clone(), core_config.clone(), state);
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     let peer_id = config.keypair.peer_id();
-    let mut event_loop = EventLoop {
+    let mut net = Network {
         swarm,
-        core,
-        core_config,
-        store,
-        directory: ArbiterDirectory::new(config.discovery.entry_ttl),
-        config,
-        commands: commands_rx,
-        timers: BTreeSet::new(),
-        armed: HashMap::new(),
+        discovery: Discovery::new(peer_id, config.discovery.clone()),
         pending_exchange: HashMap::new(),
         pending_arbiter: HashMap::new(),
-        waiters: HashMap::new(),
-        dials: HashMap::new(),
-        addr_book: HashMap::new(),
     };
-    event_loop.bootstrap();
-    let resumed = event_loop.core.resume(now_ms());
-    tracing::info!(peer = %peer_id, open_sessions = event_loop.core.state().open_sessions().count(), "node started");
-    // Resume effects carry no write: requests go out again and timers are re-armed.
-    if let Err(error) = event_loop.apply(resumed, None) {
-        tracing::error!(%error, "resuming sessions failed");
-    }
+    bootstrap(&mut net, &config.bootstrap);
+    driver.resume(&mut net);
+    tracing::info!(peer = %peer_id, open_sessions = driver.state().open_sessions().count(), "node started");
+    let node = Node { peer_id, commands: commands_tx, events: events.downgrade() };
+    let event_loop = EventLoop { driver, net, events, config, commands: commands_rx, dials: HashMap::new() };
     let span = tracing::info_span!("node", peer = %peer_id);
     let task = tokio::spawn(event_loop.run().instrument(span));
-    Ok((Node { peer_id, commands: commands_tx }, EventLoopHandle { task }))
+    Ok((node, EventLoopHandle { task }))
 }
 
-/// An inbound request's reply channel, with its sender.
-type Responder = (ResponseChannel<ExchangeResponse>, PeerId);
+/// Remembers the bootstrap peers' addresses and dials them.
+fn bootstrap(net: &mut Network, addrs: &[Multiaddr]) {
+    for addr in addrs {
+        if let Some(peer) = peer_of(addr) {
+            net.discovery.remember(&mut net.swarm.behaviour_mut().kad, peer, strip_p2p(addr));
+        }
+        if let Err(error) = net.swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, %error, "bootstrap dial failed");
+        }
+    }
+}
 
 struct EventLoop<S> {
-    swarm: Swarm<NodeBehaviour>,
-    core: ExchangeCore,
-    core_config: CoreConfig,
-    store: S,
+    driver: WriteAhead<S>,
+    net: Network,
+    events: EventSink,
     config: NodeConfig,
     commands: mpsc::Receiver<Command>,
-    /// Armed timers in firing order, and each (session, kind)'s current deadline.
-    timers: BTreeSet<(u64, SessionId, TimerKind)>,
-    armed: HashMap<(SessionId, TimerKind), u64>,
-    /// Outbound requests awaiting their response: the session and the addressee.
-    pending_exchange: HashMap<OutboundRequestId, SessionId>,
-    pending_arbiter: HashMap<OutboundRequestId, SessionId>,
-    waiters: HashMap<SessionId, Vec<oneshot::Sender<Result<ExchangeResult, NodeError>>>>,
+    /// Dials awaiting their connection, with the caller to tell.
     dials: HashMap<ConnectionId, oneshot::Sender<Result<(), NodeError>>>,
-    addr_book: HashMap<libp2p::PeerId, Vec<Multiaddr>>,
-    directory: ArbiterDirectory,
 }
 
 impl<S: Store> EventLoop<S> {
-    fn me(&self) -> PeerId {
-        self.config.keypair.peer_id()
-    }
-
-    fn keypair(&self) -> &Keypair {
-        &self.config.keypair
-    }
-
     async fn run(mut self) {
         let mut provider_query = tokio::time::interval(self.config.discovery.provider_query_interval);
         provider_query.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut expiry = tokio::time::interval(Duration::from_secs(1));
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let next_timer = self.timers.first().map(|(at, _, _)| *at);
+            let next_timer = self.driver.next_deadline();
             let timer = async move {
                 match next_timer {
                     Some(at) => tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()))).await,
@@ -188,130 +163,24 @@ impl<S: Store> EventLoop<S> {
                     Some(command) => self.on_command(command),
                     None => break,
                 },
-                event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                () = timer => self.fire_timers(),
-                _ = provider_query.tick() => self.query_providers(),
-                _ = expiry.tick() => self.directory.expire(now_ms()),
-            }
-        }
-    }
-
-    // ---- effects -------------------------------------------------------------------------
-
-    /// Carries out one step's effects: commit first, then reply and send, then arm timers.
-    fn apply(&mut self, effects: Effects, responder: Option<Responder>) -> Result<(), NodeError> {
-        let span = tracing::debug_span!("session", id = %effects.session.map(|s| s.short()).unwrap_or_default());
-        let _guard = span.enter();
-        if let Some(batch) = &effects.persist
-            && let Err(error) = self.store.commit(batch)
-        {
-            tracing::error!(%error, "commit failed: nothing sent; rebuilding the core from the store");
-            drop(responder);
-            self.recover_from_store();
-            return Err(NodeError::store(error));
-        }
-        if let (Some((channel, to)), Some(reply)) = (responder, effects.reply) {
-            self.respond(channel, &to, reply);
-        }
-        for outgoing in effects.send {
-            self.send(outgoing);
-        }
-        for timer in effects.timers {
-            self.arm(timer);
-        }
-        if let Some(session) = effects.session {
-            self.notify(session);
-        }
-        Ok(())
-    }
-
-    /// After a failed commit the in-memory core is ahead of the store: rebuild it from the store
-    /// and resume, as after a crash.
-    fn recover_from_store(&mut self) {
-        match load_state(&mut self.store) {
-            Ok(state) => {
-                self.core = ExchangeCore::new(self.keypair().clone(), self.core_config.clone(), state);
-                self.timers.clear();
-                self.armed.clear();
-                let resumed = self.core.resume(now_ms());
-                if let Err(error) = self.apply(resumed, None) {
-                    tracing::error!(%error, "resume after a failed commit failed");
+                event = self.net.swarm.select_next_some() => self.on_swarm_event(event),
+                () = timer => self.driver.fire_due(&mut self.net),
+                _ = provider_query.tick() => self.net.discovery.query_providers(&mut self.net.swarm),
+                _ = expiry.tick() => {
+                    let lost = self.net.discovery.expire(now_ms());
+                    self.announce(lost);
                 }
             }
-            Err(error) => tracing::error!(%error, "cannot reload the store after a failed commit"),
         }
     }
 
-    fn respond(&mut self, channel: ResponseChannel<ExchangeResponse>, to: &PeerId, response: ExchangeResponse) {
-        if self.swarm.behaviour_mut().exchange.send_response(channel, response).is_err() {
-            tracing::debug!(peer = %to, "response not sent: the connection closed");
-        }
-    }
-
-    fn send(&mut self, outgoing: Outgoing) {
-        match outgoing {
-            Outgoing::Exchange { to, session, request } => {
-                let peer = to;
-                let addrs = self.addr_book.get(&peer).cloned().unwrap_or_default();
-                tracing::debug!(to = %to, kind = request_name(&request), "sending");
-                let id = self.swarm.behaviour_mut().exchange.send_request_with_addresses(&peer, Ok(request), addrs);
-                self.pending_exchange.insert(id, session);
-            }
-            Outgoing::Arbiter { to, session, request } => {
-                let peer = to;
-                let mut addrs = self.addr_book.get(&peer).cloned().unwrap_or_default();
-                if let Some(entry) = self.directory.get(&to) {
-                    addrs.extend(entry.addrs.iter().cloned());
-                }
-                if addrs.is_empty() && !self.swarm.is_connected(&peer) {
-                    // No known address: look the arbiter up in the DHT (the retry will use it).
-                    self.swarm.behaviour_mut().kad.get_closest_peers(peer);
-                }
-                tracing::debug!(to = %to, "sending arbiter request");
-                let id = self.swarm.behaviour_mut().arbiter.send_request_with_addresses(&peer, Ok(request), addrs);
-                self.pending_arbiter.insert(id, session);
-            }
-        }
-    }
-
-    fn arm(&mut self, timer: Timer) {
-        let key = (timer.session, timer.kind);
-        if let Some(old) = self.armed.insert(key, timer.at_ms) {
-            self.timers.remove(&(old, timer.session, timer.kind));
-        }
-        self.timers.insert((timer.at_ms, timer.session, timer.kind));
-    }
-
-    fn fire_timers(&mut self) {
-        let now = now_ms();
-        while let Some(&(at, session, kind)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.remove(&(at, session, kind));
-            self.armed.remove(&(session, kind));
-            match self.core.handle(fresh_ctx(), Input::Timer { session, kind }) {
-                Ok(effects) => {
-                    if let Err(error) = self.apply(effects, None) {
-                        tracing::warn!(session = %session.short(), %error, "timer step failed");
-                    }
-                }
-                Err(error) => tracing::debug!(session = %session.short(), %error, "timer refused"),
-            }
-        }
-    }
-
-    /// Answers everyone waiting on `session` once it has ended.
-    fn notify(&mut self, session: SessionId) {
-        let Some(record) = self.core.state().sessions.get(&session) else { return };
-        if !record.is_terminal() {
-            return;
-        }
-        if let Some(waiters) = self.waiters.remove(&session) {
-            let result = ExchangeResult::of(self.core.state(), record);
-            for waiter in waiters {
-                let _ = waiter.send(Ok(result.clone()));
-            }
+    /// Tells the host which arbiters came and went.
+    fn announce(&self, changes: Vec<DirectoryChange>) {
+        for change in changes {
+            self.events.emit(match change {
+                DirectoryChange::Found(peer) => NodeEvent::ArbiterFound { peer },
+                DirectoryChange::Lost(peer) => NodeEvent::ArbiterLost { peer },
+            });
         }
     }
 
@@ -319,8 +188,9 @@ impl<S: Store> EventLoop<S> {
 
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::ListenAddrs(reply) => {
-                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            Command::Query(query) => {
+                let view = View { state: self.driver.state(), discovery: &self.net.discovery, swarm: &self.net.swarm, now_ms: now_ms() };
+                answer(query, &view);
             }
             Command::Dial(addr, reply) => self.dial(addr, reply),
             Command::Issue { kind, amount, payload, reply } => {
@@ -329,59 +199,8 @@ impl<S: Store> EventLoop<S> {
             Command::Import(value, reply) => {
                 let _ = reply.send(self.import(value));
             }
-            Command::Values(reply) => {
-                let state = self.core.state();
-                let _ = reply.send(state.vault.keys().filter_map(|id| ValueInfo::of(state, id)).collect());
-            }
-            Command::Value(id, reply) => {
-                let _ = reply.send(ValueInfo::of(self.core.state(), &id));
-            }
             Command::StartExchange(request, reply) => {
                 let _ = reply.send(self.start_exchange(request));
-            }
-            Command::WaitSession(session, reply) => match self.core.state().sessions.get(&session) {
-                None => {
-                    let _ = reply.send(Err(NodeError::UnknownSession(session)));
-                }
-                Some(record) if record.is_terminal() => {
-                    let _ = reply.send(Ok(ExchangeResult::of(self.core.state(), record)));
-                }
-                Some(_) => self.waiters.entry(session).or_default().push(reply),
-            },
-            Command::Sessions(reply) => {
-                let state = self.core.state();
-                let _ = reply.send(state.sessions.values().map(|s| SessionInfo::of(state, s)).collect());
-            }
-            Command::Arbiters(reply) => {
-                let now = now_ms();
-                let list = self
-                    .directory
-                    .entries(now)
-                    .map(|e| ArbiterInfo {
-                        peer: e.peer,
-                        addrs: e.addrs.clone(),
-                        name: e.name.clone(),
-                        via_kademlia: e.kademlia_seen_ms.is_some(),
-                        via_gossipsub: e.gossipsub_seen_ms.is_some(),
-                        last_seen_ms: e.last_seen_ms(),
-                    })
-                    .collect();
-                let _ = reply.send(list);
-            }
-            Command::Peers(reply) => {
-                let mut peers: Vec<PeerInfo> = Vec::new();
-                for (peer, addrs) in &self.addr_book {
-                    peers.push(PeerInfo { peer: *peer, addrs: addrs.clone(), connected: self.swarm.is_connected(peer) });
-                }
-                for peer in self.swarm.connected_peers() {
-                    if !self.addr_book.contains_key(peer) {
-                        peers.push(PeerInfo { peer: *peer, addrs: Vec::new(), connected: true });
-                    }
-                }
-                let _ = reply.send(peers);
-            }
-            Command::Snapshot(reply) => {
-                let _ = reply.send(self.core.state().clone());
             }
             Command::Shutdown(reply) => {
                 let _ = reply.send(());
@@ -390,17 +209,16 @@ impl<S: Store> EventLoop<S> {
     }
 
     fn dial(&mut self, addr: Multiaddr, reply: oneshot::Sender<Result<(), NodeError>>) {
-        let peer = peer_of(&addr);
-        if let Some(peer) = peer {
-            self.remember(peer, strip_p2p(&addr));
-            if self.swarm.is_connected(&peer) {
+        if let Some(peer) = peer_of(&addr) {
+            self.net.discovery.remember(&mut self.net.swarm.behaviour_mut().kad, peer, strip_p2p(&addr));
+            if self.net.swarm.is_connected(&peer) {
                 let _ = reply.send(Ok(()));
                 return;
             }
         }
         let opts = DialOpts::from(addr);
         let id = opts.connection_id();
-        match self.swarm.dial(opts) {
+        match self.net.swarm.dial(opts) {
             Ok(()) => {
                 self.dials.insert(id, reply);
             }
@@ -417,72 +235,37 @@ impl<S: Store> EventLoop<S> {
     fn issue(&mut self, kind: &str, amount: u64, payload: Vec<u8>) -> Result<Value, NodeError> {
         let mut serial = [0u8; 16];
         OsRng.fill_bytes(&mut serial);
-        let value = Value::issue(self.keypair(), kind, amount, payload, serial)?;
-        self.put_value(value.clone())?;
+        let value = Value::issue(&self.config.keypair, kind, amount, payload, serial)?;
+        self.driver.put_value(value.clone(), &mut self.net)?;
         Ok(value)
     }
 
     fn import(&mut self, value: Value) -> Result<(), NodeError> {
-        self.core.policy().check_value(&value)?;
-        self.put_value(value)
-    }
-
-    fn put_value(&mut self, value: Value) -> Result<(), NodeError> {
-        let Some(batch) = self.core.issue(value) else { return Ok(()) };
-        if let Err(error) = self.store.commit(&batch) {
-            self.recover_from_store();
-            return Err(NodeError::store(error));
-        }
-        Ok(())
+        self.driver.core().policy().check_value(&value)?;
+        self.driver.put_value(value, &mut self.net)
     }
 
     fn start_exchange(&mut self, request: ExchangeRequestCmd) -> Result<SessionId, NodeError> {
         let now = now_ms();
+        let me = self.config.keypair.peer_id();
         let arbiter = match request.arbiter {
             Some(arbiter) => arbiter,
-            None => self.directory.pick(self.core.policy().as_ref(), &[self.me(), request.peer], now).ok_or(NodeError::NoArbiter)?,
+            None => {
+                let policy = self.driver.core().policy().as_ref();
+                self.net.discovery.directory().pick(policy, &[me, request.peer], now).ok_or(NodeError::NoArbiter)?
+            }
         };
         let expires_at_ms = now.saturating_add(request.ttl_ms.unwrap_or(self.config.default_ttl_ms));
         let start = StartExchange { responder: request.peer, give: request.give, want: request.want, arbiter, expires_at_ms };
-        let effects = self.core.handle(fresh_ctx(), Input::Start(start))?;
-        let session = effects.session.ok_or(NodeError::Internal("starting an exchange produced no session"))?;
+        let session = self
+            .driver
+            .step(Input::Start(start), None, &mut self.net)?
+            .ok_or(NodeError::Internal("start produced no session"))?;
         tracing::info!(session = %session.short(), peer = %request.peer, %arbiter, "exchange started");
-        self.apply(effects, None)?;
         Ok(session)
     }
 
     // ---- network -------------------------------------------------------------------------
-
-    fn bootstrap(&mut self) {
-        for addr in self.config.bootstrap.clone() {
-            if let Some(peer) = peer_of(&addr) {
-                self.remember(peer, strip_p2p(&addr));
-            }
-            if let Err(error) = self.swarm.dial(addr.clone()) {
-                tracing::warn!(%addr, %error, "bootstrap dial failed");
-            }
-        }
-    }
-
-    fn remember(&mut self, peer: libp2p::PeerId, addr: Multiaddr) {
-        if peer == *self.swarm.local_peer_id() {
-            return;
-        }
-        let addrs = self.addr_book.entry(peer).or_default();
-        if !addrs.contains(&addr) {
-            if addrs.len() >= MAX_ADDRS_PER_PEER {
-                addrs.remove(0);
-            }
-            addrs.push(addr.clone());
-        }
-        self.swarm.behaviour_mut().kad.add_address(&peer, addr);
-    }
-
-    fn query_providers(&mut self) {
-        if self.config.discovery.kademlia && self.swarm.connected_peers().next().is_some() {
-            self.swarm.behaviour_mut().kad.get_providers(kad::RecordKey::new(&arbiter_provider_key()));
-        }
-    }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<NodeBehaviourEvent>) {
         match event {
@@ -490,17 +273,22 @@ impl<S: Store> EventLoop<S> {
             SwarmEvent::Behaviour(NodeBehaviourEvent::Arbiter(event)) => self.on_arbiter_event(event),
             SwarmEvent::Behaviour(NodeBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 for addr in info.listen_addrs {
-                    self.remember(peer_id, addr);
+                    self.net.discovery.remember(&mut self.net.swarm.behaviour_mut().kad, peer_id, addr);
                 }
             }
-            SwarmEvent::Behaviour(NodeBehaviourEvent::Kad(event)) => self.on_kad_event(event),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Kad(event)) => {
+                let changes = self.net.discovery.on_kad_event(&mut self.net.swarm, event, now_ms());
+                self.announce(changes);
+            }
             SwarmEvent::Behaviour(NodeBehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => {
-                self.on_announcement(message);
+                let changes = self.net.discovery.on_announcement(&mut self.net.swarm.behaviour_mut().kad, &message, now_ms());
+                self.announce(changes);
             }
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
                 tracing::debug!(peer = %peer_id, "connected");
                 if endpoint.is_dialer() {
-                    self.remember(peer_id, strip_p2p(endpoint.get_remote_address()));
+                    let addr = strip_p2p(endpoint.get_remote_address());
+                    self.net.discovery.remember(&mut self.net.swarm.behaviour_mut().kad, peer_id, addr);
                 }
                 if let Some(reply) = self.dials.remove(&connection_id) {
                     let _ = reply.send(Ok(()));
@@ -509,7 +297,7 @@ impl<S: Store> EventLoop<S> {
             SwarmEvent::OutgoingConnectionError { connection_id, error, peer_id } => {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
                 if let Some(reply) = self.dials.remove(&connection_id) {
-                    let connected = peer_id.is_some_and(|p| self.swarm.is_connected(&p));
+                    let connected = peer_id.is_some_and(|p| self.net.swarm.is_connected(&p));
                     let _ = reply.send(if connected { Ok(()) } else { Err(NodeError::Dial(Arc::new(error))) });
                 }
             }
@@ -519,28 +307,22 @@ impl<S: Store> EventLoop<S> {
 
     fn on_exchange_event(&mut self, event: request_response::Event<ExchangeRequestFrame, ExchangeResponse>) {
         match event {
-            request_response::Event::Message { peer, message, .. } => {
-                let from = peer;
-                match message {
-                    request_response::Message::Request { request: Ok(request), channel, .. } => self.on_request(from, request, channel),
-                    request_response::Message::Request { request: Err(error), channel, .. } => {
-                        self.on_undecodable_request(from, &error, channel);
-                    }
-                    request_response::Message::Response { request_id, response } => {
-                        let Some(session) = self.pending_exchange.remove(&request_id) else { return };
-                        match self.core.handle(fresh_ctx(), Input::Response { from, session, response }) {
-                            Ok(effects) => {
-                                if let Err(error) = self.apply(effects, None) {
-                                    tracing::warn!(session = %session.short(), %error, "response step failed");
-                                }
-                            }
-                            Err(error) => tracing::info!(session = %session.short(), %error, "response refused"),
-                        }
+            request_response::Event::Message { peer: from, message, .. } => match message {
+                request_response::Message::Request { request: Ok(request), channel, .. } => self.on_request(from, request, channel),
+                request_response::Message::Request { request: Err(error), channel, .. } => {
+                    self.on_undecodable_request(from, &error, channel);
+                }
+                request_response::Message::Response { request_id, response } => {
+                    let Some(session) = self.net.pending_exchange.remove(&request_id) else { return };
+                    match self.driver.step(Input::Response { from, session, response }, None, &mut self.net) {
+                        Ok(_) => {}
+                        Err(NodeError::Exchange(error)) => tracing::info!(session = %session.short(), %error, "response refused"),
+                        Err(error) => tracing::warn!(session = %session.short(), %error, "response step failed"),
                     }
                 }
-            }
+            },
             request_response::Event::OutboundFailure { request_id, error, peer, .. } => {
-                if let Some(session) = self.pending_exchange.remove(&request_id) {
+                if let Some(session) = self.net.pending_exchange.remove(&request_id) {
                     tracing::debug!(session = %session.short(), %peer, %error, "request lost; the core retries");
                 }
             }
@@ -554,16 +336,12 @@ impl<S: Store> EventLoop<S> {
     fn on_request(&mut self, from: PeerId, request: ExchangeRequest, channel: ResponseChannel<ExchangeResponse>) {
         let s1 = request.s1();
         tracing::debug!(session = %s1.short(), %from, kind = request_name(&request), "request");
-        match self.core.handle(fresh_ctx(), Input::Request { from, request }) {
-            Ok(effects) => {
-                if let Err(error) = self.apply(effects, Some((channel, from))) {
-                    tracing::warn!(session = %s1.short(), %error, "request step failed");
-                }
-            }
-            Err(error) => {
-                tracing::info!(session = %s1.short(), %from, %error, "request refused");
-                self.respond(channel, &from, ExchangeResponse::Refusal(error.refusal(Some(s1))));
-            }
+        let reply_to = ReplyTo { channel, peer: from };
+        match self.driver.step(Input::Request { from, request }, Some(reply_to), &mut self.net) {
+            Ok(_) => {}
+            // The driver answered with the refusal.
+            Err(NodeError::Exchange(error)) => tracing::info!(session = %s1.short(), %from, %error, "request refused"),
+            Err(error) => tracing::warn!(session = %s1.short(), %error, "request step failed"),
         }
     }
 
@@ -571,112 +349,31 @@ impl<S: Store> EventLoop<S> {
     /// core never sees it; the peer gets a refusal with the decode error's code.
     fn on_undecodable_request(&mut self, from: PeerId, error: &DecodeError, channel: ResponseChannel<ExchangeResponse>) {
         tracing::info!(%from, %error, "undecodable request refused");
-        self.respond(channel, &from, ExchangeResponse::Refusal(Refusal::new(error.code(), error.to_string(), None)));
+        let refusal = ExchangeResponse::Refusal(Refusal::new(error.code(), error.to_string(), None));
+        self.net.reply(ReplyTo { channel, peer: from }, refusal);
     }
 
-    fn on_arbiter_event(&mut self, event: request_response::Event<valex_proto::codec::ArbiterRequestFrame, ArbiterResponse>) {
+    fn on_arbiter_event(&mut self, event: request_response::Event<ArbiterRequestFrame, ArbiterResponse>) {
         match event {
-            request_response::Event::Message { peer, message: request_response::Message::Response { request_id, response }, .. } => {
-                let Some(session) = self.pending_arbiter.remove(&request_id) else { return };
-                let from = peer;
-                match self.core.handle(fresh_ctx(), Input::Arbiter { from, session, response }) {
-                    Ok(effects) => {
-                        tracing::info!(session = %session.short(), "arbiter decision applied");
-                        if let Err(error) = self.apply(effects, None) {
-                            tracing::warn!(session = %session.short(), %error, "decision step failed");
-                        }
+            request_response::Event::Message {
+                peer: from, message: request_response::Message::Response { request_id, response }, ..
+            } => {
+                let Some(session) = self.net.pending_arbiter.remove(&request_id) else { return };
+                match self.driver.step(Input::Arbiter { from, session, response }, None, &mut self.net) {
+                    Ok(_) => tracing::info!(session = %session.short(), "arbiter decision applied"),
+                    Err(NodeError::Exchange(error)) => {
+                        tracing::info!(session = %session.short(), %error, "arbiter answer not applied; retrying");
                     }
-                    Err(error) => tracing::info!(session = %session.short(), %error, "arbiter answer not applied; retrying"),
+                    Err(error) => tracing::warn!(session = %session.short(), %error, "decision step failed"),
                 }
             }
             request_response::Event::Message { message: request_response::Message::Request { .. }, .. } => {}
             request_response::Event::OutboundFailure { request_id, error, .. } => {
-                if let Some(session) = self.pending_arbiter.remove(&request_id) {
+                if let Some(session) = self.net.pending_arbiter.remove(&request_id) {
                     tracing::debug!(session = %session.short(), %error, "arbiter request lost; retrying with backoff");
                 }
             }
             _ => {}
         }
-    }
-
-    fn on_kad_event(&mut self, event: kad::Event) {
-        match event {
-            kad::Event::RoutingUpdated { peer, is_new_peer, addresses, .. } => {
-                for addr in addresses.iter() {
-                    let addrs = self.addr_book.entry(peer).or_default();
-                    if !addrs.contains(addr) && addrs.len() < MAX_ADDRS_PER_PEER {
-                        addrs.push(addr.clone());
-                    }
-                }
-                self.directory.add_addrs(&peer, addresses.iter().cloned());
-                if is_new_peer {
-                    self.query_providers();
-                }
-            }
-            kad::Event::OutboundQueryProgressed {
-                result: QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })),
-                ..
-            } => {
-                if !self.config.discovery.kademlia {
-                    return;
-                }
-                let now = now_ms();
-                for provider in providers {
-                    let peer = provider;
-                    if peer == self.me() {
-                        continue;
-                    }
-                    let addrs = self.addr_book.get(&provider).cloned().unwrap_or_default();
-                    if self.directory.get(&peer).is_none() {
-                        tracing::info!(arbiter = %peer, "arbiter found through Kademlia");
-                    }
-                    self.directory.saw(peer, addrs, None, DiscoverySource::Kademlia, now);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn on_announcement(&mut self, message: gossipsub::Message) {
-        if !self.config.discovery.gossipsub {
-            return;
-        }
-        let announcement = match ArbiterAnnouncement::decode(&message.data) {
-            Ok(a) => a,
-            Err(error) => {
-                tracing::debug!(%error, "undecodable announcement");
-                return;
-            }
-        };
-        if let Err(error) = announcement.verify() {
-            tracing::warn!(peer = %announcement.peer, %error, "announcement with a bad signature");
-            return;
-        }
-        let source = message.source;
-        if source != Some(announcement.peer) {
-            tracing::debug!(peer = %announcement.peer, "announcement published by another peer; ignored");
-            return;
-        }
-        let now = now_ms();
-        let ttl = u64::try_from(self.config.discovery.entry_ttl.as_millis()).unwrap_or(u64::MAX);
-        if announcement.issued_at_ms.saturating_add(ttl) < now || announcement.peer == self.me() {
-            return;
-        }
-        let addrs: Vec<Multiaddr> = announcement.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-        let peer = announcement.peer;
-        for addr in &addrs {
-            self.remember(peer, strip_p2p(addr));
-        }
-        if self.directory.get(&announcement.peer).is_none() {
-            tracing::info!(arbiter = %announcement.peer, name = %announcement.name, "arbiter found through gossipsub");
-        }
-        self.directory.saw(announcement.peer, addrs, Some(announcement.name), DiscoverySource::Gossipsub, now);
-    }
-}
-
-fn request_name(request: &ExchangeRequest) -> &'static str {
-    match request {
-        ExchangeRequest::Start(_) => "M1",
-        ExchangeRequest::Confirm(_) => "M3",
     }
 }

@@ -1,29 +1,31 @@
-//! [`Node`]: a cheap, cloneable handle that sends commands to the event loop.
+//! [`Node`]: a cheap, cloneable handle that sends commands to the event loop and subscribes to
+//! its events.
 
 use libp2p::Multiaddr;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use valex_proto::PeerId;
 use valex_proto::value::{Value, ValueId};
 
 use super::error::NodeError;
+use super::events::{EventError, NodeEvent, NodeEvents, subscribe};
+use super::queries::Query;
 use super::types::{ArbiterInfo, ExchangeRequestCmd, ExchangeResult, PeerInfo, SessionInfo, ValueInfo};
-use crate::exchange::{NodeState, SessionId};
+use crate::exchange::{NodeState, SessionId, SessionOutcome};
 
 /// What the handle asks the event loop to do; each carries its reply channel.
 #[derive(Debug)]
 pub(crate) enum Command {
-    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    /// Read-only: answered from the state, never through the write path.
+    Query(Query),
     Dial(Multiaddr, oneshot::Sender<Result<(), NodeError>>),
-    Issue { kind: String, amount: u64, payload: Vec<u8>, reply: oneshot::Sender<Result<Value, NodeError>> },
+    Issue {
+        kind: String,
+        amount: u64,
+        payload: Vec<u8>,
+        reply: oneshot::Sender<Result<Value, NodeError>>,
+    },
     Import(Value, oneshot::Sender<Result<(), NodeError>>),
-    Values(oneshot::Sender<Vec<ValueInfo>>),
-    Value(ValueId, oneshot::Sender<Option<ValueInfo>>),
     StartExchange(ExchangeRequestCmd, oneshot::Sender<Result<SessionId, NodeError>>),
-    WaitSession(SessionId, oneshot::Sender<Result<ExchangeResult, NodeError>>),
-    Sessions(oneshot::Sender<Vec<SessionInfo>>),
-    Arbiters(oneshot::Sender<Vec<ArbiterInfo>>),
-    Peers(oneshot::Sender<Vec<PeerInfo>>),
-    Snapshot(oneshot::Sender<NodeState>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -34,6 +36,8 @@ pub(crate) enum Command {
 pub struct Node {
     pub(crate) peer_id: PeerId,
     pub(crate) commands: mpsc::Sender<Command>,
+    /// Weak, so that a subscription ends when the event loop does, however many handles live.
+    pub(crate) events: broadcast::WeakSender<NodeEvent>,
 }
 
 impl Node {
@@ -43,6 +47,18 @@ impl Node {
         rx.await.map_err(|_| NodeError::Stopped)
     }
 
+    async fn query<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Query) -> Result<T, NodeError> {
+        self.ask(|tx| Command::Query(make(tx))).await
+    }
+
+    /// Subscribes to the node's events from now on: sessions started, agreed and ended, values
+    /// received and given, arbiters found and lost. See [`NodeEvents`] for the order and for what
+    /// happens to a subscriber that falls behind. Once the node has stopped the subscription
+    /// is closed.
+    pub fn events(&self) -> NodeEvents {
+        subscribe(&self.events)
+    }
+
     /// This node's PeerId.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
@@ -50,7 +66,7 @@ impl Node {
 
     /// The addresses the node listens on (with the real ports).
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
-        self.ask(Command::ListenAddrs).await
+        self.query(Query::ListenAddrs).await
     }
 
     /// Connects to `addr`; returns once the connection is established.
@@ -70,12 +86,12 @@ impl Node {
 
     /// Every value in the vault.
     pub async fn values(&self) -> Result<Vec<ValueInfo>, NodeError> {
-        self.ask(Command::Values).await
+        self.query(Query::Values).await
     }
 
     /// One value of the vault.
     pub async fn value(&self, id: ValueId) -> Result<Option<ValueInfo>, NodeError> {
-        self.ask(|tx| Command::Value(id, tx)).await
+        self.query(|tx| Query::Value(id, tx)).await
     }
 
     /// Runs an exchange as initiator and waits until it has ended on this side.
@@ -90,28 +106,49 @@ impl Node {
     }
 
     /// Waits until `session` has ended on this side.
+    ///
+    /// Subscribes to the events first and only then reads the session, so an end cannot slip
+    /// between the two: it is either in the state read or among the events that follow. A
+    /// subscription that lags reads the state again.
     pub async fn wait_session(&self, session: SessionId) -> Result<ExchangeResult, NodeError> {
-        self.ask(|tx| Command::WaitSession(session, tx)).await?
+        let mut events = self.events();
+        loop {
+            match self.query(|tx| Query::Session(session, tx)).await? {
+                None => return Err(NodeError::UnknownSession(session)),
+                Some(result) if result.outcome != SessionOutcome::Open => return Ok(result),
+                Some(_) => {}
+            }
+            loop {
+                match events.recv().await {
+                    Ok(NodeEvent::SessionEnded { session: ended, result }) if ended == session => {
+                        return Ok(std::sync::Arc::unwrap_or_clone(result));
+                    }
+                    Ok(_) => {}
+                    Err(EventError::Lagged { .. }) => break, // the end may be among the missed: read again
+                    Err(EventError::Closed) => return Err(NodeError::Stopped),
+                }
+            }
+        }
     }
 
     /// Every session, open or ended.
     pub async fn sessions(&self) -> Result<Vec<SessionInfo>, NodeError> {
-        self.ask(Command::Sessions).await
+        self.query(Query::Sessions).await
     }
 
     /// The arbiter directory's live entries.
     pub async fn arbiters(&self) -> Result<Vec<ArbiterInfo>, NodeError> {
-        self.ask(Command::Arbiters).await
+        self.query(Query::Arbiters).await
     }
 
     /// Known peers.
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeError> {
-        self.ask(Command::Peers).await
+        self.query(Query::Peers).await
     }
 
     /// The node's state as last committed (for audits of protocol.md §6).
     pub async fn snapshot(&self) -> Result<NodeState, NodeError> {
-        self.ask(Command::Snapshot).await
+        self.query(Query::Snapshot).await
     }
 
     /// Stops the node: the event loop ends, connections close. Open sessions resume at the next

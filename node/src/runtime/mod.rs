@@ -1,6 +1,12 @@
 //! The embeddable node: [`start`] spawns an event loop that owns the swarm, the exchange core
-//! and the store; [`Node`] is the handle a host service (or the CLI) drives it with.
-//! [`start_with_transport`] runs the same node over a transport of the caller's choosing.
+//! and the store; [`Node`] is the handle a host service (or the CLI) drives it with, and
+//! [`Node::events`] the stream of what happens on it.
+//!
+//! Inside, the event loop ([`event_loop`]) only dispatches: every step of the exchange core goes
+//! through the write-ahead driver (`write_ahead.rs`: commit, then send, then arm timers, then
+//! announce), timers wait in a `TimerQueue` (`timers.rs`), read-only commands are answered apart
+//! (`queries.rs`), and discovery lives in [`crate::net::discovery`]. [`start_with_transport`]
+//! runs the same node over a transport of the caller's choosing.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), valex_node::runtime::NodeError> {
@@ -19,12 +25,18 @@
 pub mod config;
 pub mod error;
 pub mod event_loop;
+pub mod events;
 pub mod handle;
+mod network;
+mod queries;
+mod timers;
 pub mod types;
+mod write_ahead;
 
 pub use crate::net::swarm::{SwarmTransport, default_transport};
 pub use config::{DiscoveryConfig, NodeConfig};
 pub use error::NodeError;
 pub use event_loop::{EventLoopHandle, start, start_with_transport};
+pub use events::{EventError, NodeEvent, NodeEvents, Role};
 pub use handle::Node;
 pub use types::{ArbiterInfo, ExchangeRequestCmd, ExchangeResult, PeerInfo, SessionInfo, ValueInfo};

@@ -50,7 +50,7 @@ pub struct ExchangeRequestCmd {
 }
 
 /// How a session ended, on this side.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExchangeResult {
     /// The session (s1).
     pub session: SessionId,
