@@ -287,6 +287,69 @@ impl Drop for InProcessArbiter {
 }
 
 /// The first loopback listen address of a running daemon, with its `/p2p/` suffix.
+/// `valex --json events` running against a daemon, its stdout read line by line on a thread.
+struct EventFollower {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl EventFollower {
+    /// Starts following; returns once the daemon has subscribed (the CLI says so on stderr), so
+    /// no event after this call is missed.
+    fn start(data_dir: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(VALEX)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--json", "events"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run valex events");
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut header = String::new();
+        stderr.read_line(&mut header).expect("read valex events' stderr");
+        assert!(header.starts_with("following the node's events"), "valex events: {header}");
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Every event up to and including the first `session_ended` (bounded by a deadline).
+    fn until_session_ended(mut self) -> Vec<Json> {
+        let deadline = Instant::now() + START_DEADLINE;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| panic!("no session_ended event in time; saw {seen:?}"));
+            let event: Json = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let ended = event["kind"] == "session_ended";
+            seen.push(event);
+            if ended {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return seen;
+            }
+        }
+    }
+}
+
+impl Drop for EventFollower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn dial_addr(data_dir: &Path) -> String {
     let info = ok_json(data_dir, &["info"]);
     let addr = info["listen_addrs"].as_array().unwrap().iter().filter_map(Json::as_str).find(|a| a.starts_with("/ip4/127.0.0.1/")).unwrap();
@@ -313,6 +376,8 @@ fn two_daemons_exchange_values_through_the_cli() {
     let peers = ok_json(&alice_dir, &["peers"]);
     assert!(peers["peers"].as_array().unwrap().iter().any(|p| p["peer"] == bob.as_str() && p["connected"] == true), "{peers}");
 
+    // Bob follows his node's events while the exchange runs (`valex events`, one JSON per line).
+    let bob_events = EventFollower::start(&bob_dir);
     let result = ok_json(
         &alice_dir,
         &["exchange", "--peer", &bob, "--give", &ticket_id, "--want", "voucher:5", "--arbiter", &arbiter_id, "--ttl-ms", "20000"],
@@ -327,6 +392,18 @@ fn two_daemons_exchange_values_through_the_cli() {
     assert_eq!(receipt["terms"]["v1_id"], ticket_id.as_str(), "{result}");
     assert_eq!(receipt["terms"]["v2_id"], voucher_id.as_str(), "{result}");
     assert_eq!(receipt["evidence"]["r2"].as_str().map(str::len), Some(64), "{result}");
+
+    // Bob saw his side of it as it happened, in order, about this one session.
+    let session = result["session"].as_str().unwrap();
+    let seen = bob_events.until_session_ended();
+    let kinds: Vec<&str> = seen.iter().filter(|e| e["session"] == session).filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds, ["session_started", "session_agreed", "value_received", "value_given", "session_ended"], "{seen:?}");
+    let started = seen.iter().find(|e| e["kind"] == "session_started").unwrap();
+    assert_eq!((started["role"].as_str(), started["peer"].as_str()), (Some("responder"), Some(alice.as_str())), "{started}");
+    let received = seen.iter().find(|e| e["kind"] == "value_received").unwrap();
+    assert_eq!(received["value"], ticket_id.as_str(), "bob received the ticket: {received}");
+    let ended = seen.iter().find(|e| e["kind"] == "session_ended").unwrap();
+    assert_eq!(ended["result"]["outcome"], "done", "{ended}");
 
     // Swapped: each vault holds the other's value, with its receipt.
     let alice_values = ok_json(&alice_dir, &["value", "list"]);

@@ -48,6 +48,13 @@ pub enum Command {
     Exchange(ExchangeArgs),
     /// List exchange sessions, open and ended.
     Sessions,
+    /// Follow what happens on the node, one line (or, with --json, one JSON object) per event,
+    /// until Ctrl-C or the daemon stops.
+    Events {
+        /// Stop after this many events (default: follow until interrupted).
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
     /// List the arbiters the node has discovered.
     Arbiters,
     /// List known peers.

@@ -97,6 +97,22 @@ async fn call(client: &mut client::Client, command: Command, json: bool) -> Resu
             }
             print!("{}", output::sessions(&list.sessions));
         }
+        Command::Events { count } => {
+            let mut events = client.events(pb::EventsRequest {}).await.map_err(status_error)?.into_inner();
+            // The daemon has subscribed once it answers: say so on stderr (stdout is the events).
+            eprintln!("following the node's events (Ctrl-C stops)");
+            let mut seen = 0u64;
+            while count.is_none_or(|n| seen < n) {
+                let Some(event) = events.message().await.map_err(status_error)? else { break };
+                if json {
+                    // One JSON object per line, so scripts can read the stream as it comes.
+                    println!("{}", serde_json::to_string(&event)?);
+                } else {
+                    println!("{}", output::node_event(&event));
+                }
+                seen += 1;
+            }
+        }
         Command::Arbiters => {
             let list = client.arbiters(pb::ArbitersRequest {}).await.map_err(status_error)?.into_inner();
             if json {

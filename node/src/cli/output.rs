@@ -205,3 +205,27 @@ mod tests {
         assert_eq!(text, "A    LONG\nxyz  1\nq    22\n");
     }
 }
+
+/// One line for a node event: its kind, then what it is about.
+pub fn node_event(event: &pb::NodeEvent) -> String {
+    let mut line = event.kind.replace('_', " ");
+    if !event.session.is_empty() {
+        line.push_str(&format!(" session={}", short(&event.session)));
+    }
+    if !event.role.is_empty() {
+        line.push_str(&format!(" as={}", event.role));
+    }
+    if !event.peer.is_empty() {
+        line.push_str(&format!(" peer={}", event.peer));
+    }
+    if !event.value.is_empty() {
+        line.push_str(&format!(" value={}", short(&event.value)));
+    }
+    if let Some(result) = &event.result {
+        line.push_str(&format!(" outcome={} phase={}", result.outcome, result.phase));
+    }
+    if event.kind == "lagged" {
+        line.push_str(&format!(" missed={}", event.missed));
+    }
+    line
+}

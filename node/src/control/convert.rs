@@ -4,7 +4,7 @@ use valex_proto::control as pb;
 use valex_proto::control::receipt_view;
 
 use crate::exchange::{Acquired, Evidence, Receipt};
-use crate::runtime::{ArbiterInfo, ExchangeResult, PeerInfo, SessionInfo, ValueInfo};
+use crate::runtime::{ArbiterInfo, EventError, ExchangeResult, NodeEvent, PeerInfo, Role, SessionInfo, ValueInfo};
 
 /// A receipt for display.
 pub fn receipt(receipt: &Receipt) -> pb::ReceiptView {
@@ -80,4 +80,35 @@ pub fn arbiter_info(arbiter: &ArbiterInfo) -> pb::ArbiterInfo {
 /// A peer for display.
 pub fn peer_info(peer: &PeerInfo) -> pb::PeerInfo {
     pb::PeerInfo { peer: peer.peer.to_string(), addrs: peer.addrs.iter().map(ToString::to_string).collect(), connected: peer.connected }
+}
+
+/// A node event as the control API streams it; a lag becomes a `lagged` event.
+pub fn node_event(item: Result<NodeEvent, EventError>) -> pb::NodeEvent {
+    let base = |kind: &str| pb::NodeEvent { kind: kind.to_owned(), ..pb::NodeEvent::default() };
+    match item {
+        Ok(NodeEvent::SessionStarted { session, role, peer }) => pb::NodeEvent {
+            session: session.to_hex(),
+            role: match role {
+                Role::Initiator => "initiator",
+                Role::Responder => "responder",
+            }
+            .to_owned(),
+            peer: peer.to_string(),
+            ..base("session_started")
+        },
+        Ok(NodeEvent::SessionAgreed { session }) => pb::NodeEvent { session: session.to_hex(), ..base("session_agreed") },
+        Ok(NodeEvent::ValueReceived { value, session }) => {
+            pb::NodeEvent { session: session.to_hex(), value: value.to_hex(), ..base("value_received") }
+        }
+        Ok(NodeEvent::ValueGiven { value, session }) => {
+            pb::NodeEvent { session: session.to_hex(), value: value.to_hex(), ..base("value_given") }
+        }
+        Ok(NodeEvent::SessionEnded { session, result }) => {
+            pb::NodeEvent { session: session.to_hex(), result: Some(exchange_result(&result)), ..base("session_ended") }
+        }
+        Ok(NodeEvent::ArbiterFound { peer }) => pb::NodeEvent { peer: peer.to_string(), ..base("arbiter_found") },
+        Ok(NodeEvent::ArbiterLost { peer }) => pb::NodeEvent { peer: peer.to_string(), ..base("arbiter_lost") },
+        Err(EventError::Lagged { missed }) => pb::NodeEvent { missed, ..base("lagged") },
+        Err(EventError::Closed) => base("closed"),
+    }
 }

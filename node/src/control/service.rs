@@ -49,8 +49,20 @@ fn exchange_request(command: pb::ExchangeCommand) -> Result<ExchangeRequestCmd, 
     Ok(ExchangeRequestCmd { peer, give, want, arbiter, ttl_ms: command.ttl_ms })
 }
 
+/// The stream [`ControlService::events`] answers with.
+type EventStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::NodeEvent, Status>> + Send + 'static>>;
+
 #[tonic::async_trait]
 impl Control for ControlService {
+    type EventsStream = EventStream;
+
+    async fn events(&self, _request: Request<pb::EventsRequest>) -> Result<Response<EventStream>, Status> {
+        use futures::StreamExt;
+        // Subscribed before answering, so the caller misses nothing published after its call.
+        let events = self.node.events().into_stream().map(|item| Ok(convert::node_event(item)));
+        Ok(Response::new(Box::pin(events)))
+    }
+
     async fn node_info(&self, _request: Request<pb::NodeInfoRequest>) -> Result<Response<pb::NodeInfoResponse>, Status> {
         let addrs = self.node.listen_addrs().await.map_err(status_of)?;
         Ok(Response::new(pb::NodeInfoResponse {

@@ -161,5 +161,4 @@ mod tests {
         assert!(book.is_empty());
         assert_eq!(book.iter().count(), 0);
     }
-
 }

@@ -31,7 +31,11 @@ pub struct NodeBehaviour {
 
 /// Builds the node's swarm over `transport` ([`swarm::default_transport`] unless the embedder
 /// brings its own), subscribed to the announcement topic.
-pub fn build_swarm(keypair: &Keypair, transport: swarm::SwarmTransport, idle_connection_timeout: Duration) -> Result<Swarm<NodeBehaviour>, NetError> {
+pub fn build_swarm(
+    keypair: &Keypair,
+    transport: swarm::SwarmTransport,
+    idle_connection_timeout: Duration,
+) -> Result<Swarm<NodeBehaviour>, NetError> {
     let mut swarm = swarm::build(keypair, transport, idle_connection_timeout, |key| {
         Ok(NodeBehaviour {
             identify: swarm::identify_behaviour(key, format!("valex/{}", env!("CARGO_PKG_VERSION"))),

@@ -43,8 +43,8 @@ use crate::net::addr::{peer_of, strip_p2p};
 use crate::net::behaviour::{NodeBehaviourEvent, build_swarm};
 use crate::net::swarm::{self, SwarmTransport, default_transport};
 use crate::net::{DirectoryChange, Discovery};
-use crate::time::now_ms;
 use crate::store::Store;
+use crate::time::now_ms;
 
 /// How long [`start`] waits for the listeners to report their addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -257,10 +257,8 @@ impl<S: Store> EventLoop<S> {
         };
         let expires_at_ms = now.saturating_add(request.ttl_ms.unwrap_or(self.config.default_ttl_ms));
         let start = StartExchange { responder: request.peer, give: request.give, want: request.want, arbiter, expires_at_ms };
-        let session = self
-            .driver
-            .step(Input::Start(start), None, &mut self.net)?
-            .ok_or(NodeError::Internal("start produced no session"))?;
+        let session =
+            self.driver.step(Input::Start(start), None, &mut self.net)?.ok_or(NodeError::Internal("start produced no session"))?;
         tracing::info!(session = %session.short(), peer = %request.peer, %arbiter, "exchange started");
         Ok(session)
     }

@@ -219,9 +219,9 @@ mod tests {
     use super::*;
     use crate::exchange::{SessionOutcome, StartExchange, WriteBatch};
     use crate::runtime::event_loop::fresh_ctx;
-    use crate::time::now_ms;
     use crate::runtime::events::{EventError, NodeEvent, NodeEvents, Role, subscribe};
     use crate::store::{Loaded, MemoryStore};
+    use crate::time::now_ms;
 
     /// Records what the driver sends, in order.
     #[derive(Debug, Default)]
