@@ -18,8 +18,9 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, Swarm, gossipsub, identify, kad, noise, ping, tcp, yamux};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
-use valex_proto::codec::{ARBITER_PROTOCOL, ARBITER_TOPIC, ArbiterCodec, IDENTIFY_PROTOCOL, KAD_PROTOCOL, arbiter_provider_key};
+use valex_node::net::codec::{ARBITER_PROTOCOL, ArbiterCodec, IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 use valex_proto::crypto::Keypair;
+use valex_proto::discovery::{ARBITER_TOPIC, arbiter_provider_key};
 use valex_proto::message::{ArbiterAnnouncement, ArbiterRequest, ArbiterResponse};
 use valex_proto::{Digest, PeerId};
 

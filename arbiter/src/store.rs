@@ -37,8 +37,7 @@ use std::path::{Path, PathBuf};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use valex_proto::quarantine;
-pub use valex_proto::quarantine::{QuarantinedRecord, SetAside};
+use valex_node::store::quarantine::{self, QuarantinedRecord, SetAside};
 use valex_proto::{Digest, PeerId};
 
 use crate::{ArbiterError, DecisionRecord};

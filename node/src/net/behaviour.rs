@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{Swarm, gossipsub, identify, kad, noise, ping, request_response, tcp, yamux};
-use valex_proto::codec::{
-    ARBITER_PROTOCOL, ARBITER_TOPIC, ArbiterCodec, EXCHANGE_PROTOCOL, ExchangeCodec, IDENTIFY_PROTOCOL, KAD_PROTOCOL,
-};
 use valex_proto::crypto::Keypair;
+use valex_proto::discovery::ARBITER_TOPIC;
 
 use super::NetError;
+use super::codec::{ARBITER_PROTOCOL, ArbiterCodec, EXCHANGE_PROTOCOL, ExchangeCodec, IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 
 /// How long a request waits for its response before it counts as lost (the core retries).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

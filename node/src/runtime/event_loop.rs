@@ -24,8 +24,8 @@ use rand::rngs::OsRng;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 use valex_proto::PeerId;
-use valex_proto::codec::{ExchangeRequestFrame, arbiter_provider_key};
 use valex_proto::crypto::Keypair;
+use valex_proto::discovery::arbiter_provider_key;
 use valex_proto::message::{ArbiterAnnouncement, ArbiterResponse, DecodeError, ExchangeRequest, ExchangeResponse, Refusal};
 use valex_proto::value::Value;
 
@@ -35,6 +35,7 @@ use super::handle::{Command, Node};
 use super::types::{ArbiterInfo, ExchangeRequestCmd, ExchangeResult, PeerInfo, SessionInfo, ValueInfo};
 use crate::exchange::{CoreConfig, Ctx, Effects, ExchangeCore, Input, NodeState, Outgoing, SessionId, StartExchange, Timer, TimerKind};
 use crate::net::behaviour::{NodeBehaviour, NodeBehaviourEvent, build_swarm};
+use crate::net::codec::{ArbiterRequestFrame, ExchangeRequestFrame};
 use crate::net::{ArbiterDirectory, DiscoverySource, NetError};
 use crate::store::Store;
 
@@ -604,7 +605,7 @@ impl<S: Store> EventLoop<S> {
         self.respond(channel, &from, ExchangeResponse::Refusal(Refusal::new(error.code(), error.to_string(), None)));
     }
 
-    fn on_arbiter_event(&mut self, event: request_response::Event<valex_proto::codec::ArbiterRequestFrame, ArbiterResponse>) {
+    fn on_arbiter_event(&mut self, event: request_response::Event<ArbiterRequestFrame, ArbiterResponse>) {
         match event {
             request_response::Event::Message { peer, message: request_response::Message::Response { request_id, response }, .. } => {
                 let Some(session) = self.pending_arbiter.remove(&request_id) else { return };

@@ -5,6 +5,7 @@
 //! family per part of the state, records encoded by [`record`]); [`MemoryStore`] serves the tests
 //! and the model checker.
 
+pub mod quarantine;
 pub mod record;
 #[cfg(feature = "rocksdb")]
 mod rocks;
@@ -13,8 +14,8 @@ use std::convert::Infallible;
 
 #[cfg(feature = "rocksdb")]
 pub use rocks::{RocksStore, StoreError, columns};
-pub use valex_proto::quarantine::{QuarantinedRecord, SetAside};
 
+use self::quarantine::SetAside;
 use crate::exchange::{NodeState, WriteBatch};
 
 /// Durable storage for a node's vault and sessions.

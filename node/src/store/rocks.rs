@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options, WriteOptions};
 use valex_proto::Digest;
 
+use super::quarantine::{self, QuarantinedRecord, SetAside};
 use super::record::{self, RecordError};
-use valex_proto::quarantine::{self, QuarantinedRecord, SetAside};
 
 use super::{Loaded, Store};
 use crate::exchange::{NodeState, Receipt, Session, SessionId, VaultEntry, WriteBatch, WriteOp};
