@@ -10,7 +10,8 @@
 //! ```
 //! use valex_arbiter::Arbiter;
 //! use valex_proto::crypto::Keypair;
-//! use valex_proto::{Digest, ErrorCode};
+//! use valex_proto::Digest;
+//! use valex_proto::wire::ErrorCode;
 //! use valex_proto::message::ArbiterRequest;
 //!
 //! let mut arbiter = Arbiter::new(Keypair::from_seed([1; 32]), Default::default());
@@ -27,7 +28,8 @@ use std::collections::BTreeMap;
 
 use valex_proto::crypto::{self, Keypair};
 use valex_proto::message::{ArbiterRequest, ArbiterResponse, Decision, Outcome, Refusal, Terms};
-use valex_proto::{Digest, ErrorCode, PeerId, Signature, canonical};
+use valex_proto::wire::ErrorCode;
+use valex_proto::{Digest, PeerId, Signature, canonical};
 
 /// What the arbiter stores per s2: the decision, the terms it was made under, and who asked.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -18,10 +18,11 @@ use libp2p::{Multiaddr, Swarm, gossipsub, identify, kad, ping};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 use valex_node::net::addr::{peer_of, strip_p2p};
+use valex_node::net::codec::{ARBITER_PROTOCOL, ArbiterCodec};
 use valex_node::net::{NetError, swarm};
 use valex_node::time::now_ms;
-use valex_proto::codec::{ARBITER_PROTOCOL, ArbiterCodec, arbiter_provider_key};
 use valex_proto::crypto::Keypair;
+use valex_proto::discovery::arbiter_provider_key;
 use valex_proto::message::{ArbiterAnnouncement, ArbiterRequest, ArbiterResponse};
 use valex_proto::{Digest, PeerId};
 

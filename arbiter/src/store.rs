@@ -36,12 +36,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub use valex_node::store::quarantine::{QuarantinedRecord, SetAside};
 use valex_node::store::record::RecordFormat;
 pub use valex_node::store::record::{RecordDefect, RecordError};
 use valex_node::store::rocks_db::RocksDb;
 pub use valex_node::store::rocks_db::StoreError;
 use valex_proto::message::DecisionError;
-pub use valex_proto::quarantine::{QuarantinedRecord, SetAside};
 use valex_proto::{Digest, PeerId};
 
 use crate::{ArbiterError, DecisionRecord};

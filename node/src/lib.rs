@@ -34,12 +34,28 @@
 //! assert_eq!(effects.send.len(), 1);
 //! ```
 
+//!
+//! The crate is layered by features (all on by default):
+//!
+//! - always: [`exchange`], the sans-IO core, and [`store`] with its [`Store`](store::Store) trait
+//!   and the in-memory store — all the simulator, the model checker and the fuzz targets need;
+//! - `runtime`: [`net`] (the libp2p swarm and codecs) and [`runtime`] (the event loop and the
+//!   [`Node`](runtime::Node) handle an embedder drives), on tokio;
+//! - `rocksdb`: the durable [`RocksStore`](store::RocksStore);
+//! - `control`: [`control`], the local gRPC control API over a running node;
+//! - `cli`: the `valex` binary (daemon and command line), which is not part of this library.
+
+// Every public item says what it is for: this crate is embedded, and its docs are its manual.
+#![deny(missing_docs)]
 // Errors carry PeerIds (80 bytes each) for clear messages; they are rare, so size is no concern.
 #![allow(clippy::result_large_err)]
 
+#[cfg(feature = "control")]
 pub mod control;
 pub mod exchange;
+#[cfg(feature = "runtime")]
 pub mod net;
+#[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod store;
 pub mod time;

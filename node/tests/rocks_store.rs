@@ -11,9 +11,10 @@ use valex_node::exchange::{
     Acquired, CoreConfig, Ctx, Effects, Evidence, ExchangeCore, Input, NodeState, Outgoing, Receipt, Session, StartExchange, TimerKind,
     VaultEntry, WriteBatch, WriteOp,
 };
+use valex_node::store::Store;
+use valex_node::store::quarantine::SetAside;
 use valex_node::store::record::{self, MAX_RECORD_BYTES};
 use valex_node::store::{MemoryStore, RocksStore, StoreError, columns};
-use valex_node::store::{SetAside, Store};
 use valex_proto::crypto::Keypair;
 use valex_proto::message::{ArbiterResponse, Decision, ExchangeRequest, ExchangeResponse, Outcome, Terms, Want};
 use valex_proto::value::Value;

@@ -593,7 +593,7 @@ async fn i_garbage_and_oversize_frames_from_a_malicious_peer_change_nothing() {
         .unwrap()
         .with_behaviour(|_| {
             request_response::Behaviour::<RawCodec>::new(
-                [(valex_proto::codec::EXCHANGE_PROTOCOL, ProtocolSupport::Outbound)],
+                [(valex_node::net::codec::EXCHANGE_PROTOCOL, ProtocolSupport::Outbound)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
             )
         })
@@ -630,10 +630,10 @@ async fn i_garbage_and_oversize_frames_from_a_malicious_peer_change_nothing() {
     // Each gets a typed refusal: the oversize prefix TOO_LARGE (its body never read), the
     // undecodable frames MALFORMED, the M3 for a session B never had UNKNOWN_SESSION.
     let expected = [
-        valex_proto::ErrorCode::TooLarge,
-        valex_proto::ErrorCode::Malformed,
-        valex_proto::ErrorCode::Malformed,
-        valex_proto::ErrorCode::UnknownSession,
+        valex_proto::wire::ErrorCode::TooLarge,
+        valex_proto::wire::ErrorCode::Malformed,
+        valex_proto::wire::ErrorCode::Malformed,
+        valex_proto::wire::ErrorCode::UnknownSession,
     ];
     for (answer, code) in answers.iter().zip(expected) {
         let bytes = answer.as_ref().unwrap_or_else(|| panic!("no answer where {code:?} was expected"));

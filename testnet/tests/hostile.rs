@@ -30,17 +30,18 @@ use valex_arbiter::server::{self, ArbiterConfig, ArbiterHandle};
 use valex_arbiter::store::DecisionStore;
 use valex_arbiter::{Arbiter, DecisionRecord};
 use valex_node::exchange::{ArbiterPolicy, NodeState, Session, SessionOutcome, StaticPolicy};
+use valex_node::net::codec::{ARBITER_PROTOCOL, ArbiterCodec, EXCHANGE_PROTOCOL, ExchangeCodec};
 use valex_node::runtime::{self, EventLoopHandle, ExchangeRequestCmd, Node, NodeConfig};
 use valex_node::store::RocksStore;
 use valex_node::time::now_ms;
-use valex_proto::codec::{ARBITER_PROTOCOL, ArbiterCodec, EXCHANGE_PROTOCOL, ExchangeCodec};
 use valex_proto::crypto::Keypair;
 use valex_proto::limits::MAX_FRAME_BYTES;
 use valex_proto::message::{
     Agree, ArbiterRequest, ArbiterResponse, Confirm, Decision, ExchangeRequest, ExchangeResponse, Outcome, Refusal, Start, Terms, Want,
 };
 use valex_proto::value::{Value, ValueId};
-use valex_proto::{Digest, ErrorCode, PeerId, Signature, canonical, crypto};
+use valex_proto::wire::ErrorCode;
+use valex_proto::{Digest, PeerId, Signature, canonical, crypto};
 use valex_testnet::invariants::{NamedState, check_always, check_at_rest};
 
 mod support;

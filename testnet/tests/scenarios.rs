@@ -21,7 +21,8 @@ use valex_proto::message::{
     Start, Terms,
 };
 use valex_proto::value::{Value, ValueId};
-use valex_proto::{Digest, ErrorCode, PeerId, Signature, canonical};
+use valex_proto::wire::ErrorCode;
+use valex_proto::{Digest, PeerId, Signature, canonical};
 use valex_testnet::invariants::check_world;
 use valex_testnet::sim::{Action, Envelope, Payload, Role, World, WorldConfig};
 

@@ -4,13 +4,17 @@
 //!
 //! - [`serve`] binds the port and spawns the server, returning a [`ControlHandle`];
 //! - [`ControlService`] is the service itself, for hosts that mount it in their own tonic server;
-//! - [`status_of`] is how node errors become gRPC statuses.
+//! - [`pb`] holds the messages and the generated client, for programs that drive a node;
+//! - [`status_of`] is how node errors become gRPC statuses;
+//! - [`parse_digest`] and [`parse_peer`] read identifiers given as text, as the API carries them.
 
-pub mod convert;
-pub mod server;
-pub mod service;
-pub mod status;
+mod convert;
+pub mod pb;
+mod server;
+mod service;
+mod status;
 
+pub use convert::{ParseIdError, parse_digest, parse_peer};
 pub use server::{ControlError, ControlHandle, serve};
 pub use service::ControlService;
 pub use status::status_of;

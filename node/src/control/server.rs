@@ -7,8 +7,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use valex_proto::control::control_server::ControlServer;
 
+use super::pb::control_server::ControlServer;
 use super::service::ControlService;
 use crate::runtime::Node;
 

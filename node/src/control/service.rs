@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 use tonic::{Request, Response, Status};
-use valex_proto::control::{self as pb, control_server::Control, exchange_command, parse_digest, parse_peer};
 use valex_proto::message::Want;
 
-use super::convert;
+use super::convert::{self, parse_digest, parse_peer};
+use super::pb::{self, control_server::Control, exchange_command};
 use super::status::{invalid_argument, status_of};
 use crate::runtime::{ExchangeRequestCmd, Node};
 

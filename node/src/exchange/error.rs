@@ -1,9 +1,10 @@
 //! Why the core refused an input. A refused input leaves the node's state untouched; the
 //! networking layer answers a refused request with [`ExchangeError::refusal`].
 
+use valex_proto::PeerId;
 use valex_proto::message::{DecisionError, Refusal};
 use valex_proto::value::{ValueError, ValueId};
-use valex_proto::{ErrorCode, PeerId};
+use valex_proto::wire::ErrorCode;
 
 use super::state::SessionId;
 

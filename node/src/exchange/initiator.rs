@@ -13,7 +13,8 @@
 
 use valex_proto::message::{Agree, ArbiterRequest, CompleteRequest, Confirm, Decision, ExchangeRequest, Outcome, Start, Terms, Want};
 use valex_proto::value::Value;
-use valex_proto::{Digest, ErrorCode, PeerId, Signature, canonical, crypto};
+use valex_proto::wire::ErrorCode;
+use valex_proto::{Digest, PeerId, Signature, canonical, crypto};
 
 use super::core::{Env, Step};
 use super::effects::{Ctx, Outgoing, StartExchange};

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use super::codec::{ARBITER_PROTOCOL, ArbiterCodec, EXCHANGE_PROTOCOL, ExchangeCodec};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{Swarm, gossipsub, identify, kad, ping, request_response};
-use valex_proto::codec::{ARBITER_PROTOCOL, ArbiterCodec, EXCHANGE_PROTOCOL, ExchangeCodec};
 use valex_proto::crypto::Keypair;
 
 use super::NetError;

@@ -17,7 +17,7 @@
 
 use libp2p::{Multiaddr, Swarm, gossipsub, kad};
 use valex_proto::PeerId;
-use valex_proto::codec::arbiter_provider_key;
+use valex_proto::discovery::arbiter_provider_key;
 use valex_proto::message::ArbiterAnnouncement;
 
 use super::addr::strip_p2p;

@@ -1,11 +1,16 @@
 //! The node's networking: the swarm building blocks node and arbiter share ([`swarm`]), the
-//! node's own behaviour ([`behaviour`]), multiaddr helpers ([`addr`]) and the arbiter directory
+//! node's own behaviour ([`behaviour`]), the request-response codecs of the exchange and arbiter
+//! protocols ([`codec`]), multiaddr helpers ([`addr`]) and the arbiter directory
 //! ([`directory`]) fed by Kademlia provider records and gossipsub announcements.
 //! [`discovery`] feeds the directory and the [`address_book`] from the swarm's events.
 
 pub mod addr;
 pub mod address_book;
+// The `NetworkBehaviour` derive generates `NodeBehaviourEvent`, one variant per field, and cannot
+// document it (an attribute on the struct does not reach the generated enum).
+#[allow(missing_docs)]
 pub mod behaviour;
+pub mod codec;
 pub mod directory;
 pub mod discovery;
 pub mod swarm;

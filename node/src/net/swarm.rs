@@ -16,7 +16,9 @@ use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair as Libp2pKeypair;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, StreamProtocol, Swarm, Transport as _, gossipsub, identify, kad, noise, ping, request_response, tcp, yamux};
-use valex_proto::codec::{ARBITER_TOPIC, IDENTIFY_PROTOCOL, KAD_PROTOCOL};
+use valex_proto::discovery::ARBITER_TOPIC;
+
+use super::codec::{IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 use valex_proto::crypto::Keypair;
 
 use super::NetError;

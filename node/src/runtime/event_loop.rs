@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::net::codec::{ArbiterRequestFrame, ExchangeRequestFrame};
 use futures::StreamExt;
 use libp2p::request_response::{self, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
@@ -26,7 +27,6 @@ use rand::rngs::OsRng;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 use valex_proto::PeerId;
-use valex_proto::codec::{ArbiterRequestFrame, ExchangeRequestFrame};
 use valex_proto::message::{ArbiterResponse, DecodeError, ExchangeRequest, ExchangeResponse, Refusal};
 use valex_proto::value::Value;
 

@@ -6,6 +6,7 @@
 //! of [`rocks_db`] that the arbiter's decision store shares); [`MemoryStore`] serves the tests
 //! and the model checker.
 
+pub mod quarantine;
 pub mod record;
 #[cfg(feature = "rocksdb")]
 mod rocks;
@@ -18,8 +19,8 @@ use std::convert::Infallible;
 pub use rocks::{RocksStore, columns};
 #[cfg(feature = "rocksdb")]
 pub use rocks_db::StoreError;
-pub use valex_proto::quarantine::{QuarantinedRecord, SetAside};
 
+use self::quarantine::SetAside;
 use crate::exchange::{NodeState, WriteBatch};
 
 /// Durable storage for a node's vault and sessions.

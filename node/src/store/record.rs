@@ -167,11 +167,11 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RecordDefect> {
     NODE_FORMAT.decode(bytes)
 }
 
-/// Serde for [`valex_proto::ErrorCode`] (a prost enum, without serde of its own) by its protobuf
+/// Serde for [`valex_proto::wire::ErrorCode`] (a prost enum, without serde of its own) by its protobuf
 /// name, e.g. `"EXPIRY_OUT_OF_POLICY"`. Use with `#[serde(with = "crate::store::record::error_code")]`.
 pub mod error_code {
     use serde::{Deserialize, Deserializer, Serializer};
-    use valex_proto::ErrorCode;
+    use valex_proto::wire::ErrorCode;
 
     /// Writes the code's protobuf name.
     pub fn serialize<S: Serializer>(code: &ErrorCode, serializer: S) -> Result<S::Ok, S::Error> {

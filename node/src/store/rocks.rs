@@ -23,8 +23,8 @@
 
 use std::path::Path;
 
+use super::quarantine::QuarantinedRecord;
 use valex_proto::Digest;
-use valex_proto::quarantine::QuarantinedRecord;
 
 use super::record::{self, RecordDefect};
 use super::rocks_db::{RocksDb, StoreError};

@@ -29,8 +29,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::quarantine::{self, QuarantinedRecord, SetAside};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options, WriteOptions};
-use valex_proto::quarantine::{self, QuarantinedRecord, SetAside};
 
 use super::record::{RecordDefect, RecordError};
 

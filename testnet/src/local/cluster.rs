@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tonic::transport::Channel;
-use valex_proto::control::NodeInfoRequest;
-use valex_proto::control::control_client::ControlClient;
+use valex_node::control::pb::NodeInfoRequest;
+use valex_node::control::pb::control_client::ControlClient;
 use valex_proto::crypto::Keypair;
 
 /// Where the `valex` and `valex-arbiter` binaries are.

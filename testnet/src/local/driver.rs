@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tonic::transport::{Channel, Endpoint};
-use valex_proto::control::control_client::ControlClient;
-use valex_proto::control::{
+use valex_node::control::pb::control_client::ControlClient;
+use valex_node::control::pb::{
     ArbitersRequest, ExchangeCommand, IssueValueRequest, ListValuesRequest, SessionsRequest, WaitSessionRequest, WantKind, exchange_command,
 };
 

@@ -21,9 +21,9 @@ use valex_node::exchange::responder::{ResponderPhase, ResponderSession};
 use valex_node::exchange::{
     Acquired, CoreConfig, Ctx, Effects, ExchangeCore, ExchangeError, Input, NodeState, Session, TimerKind, VaultEntry, WriteBatch, WriteOp,
 };
-use valex_proto::ErrorCode;
 use valex_proto::crypto::Keypair;
 use valex_proto::message::ExchangeRequest;
+use valex_proto::wire::ErrorCode;
 
 /// A known protocol bug, planted in the simulated nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -17,9 +17,13 @@
 //! - a truncated frame (end of stream inside the length prefix or the body) is an
 //!   [`io::ErrorKind::UnexpectedEof`] error in both cases: there is no request to answer.
 //!
+//! The names the swarm gives these protocols (and Kademlia and identify) are here too: they are
+//! libp2p's [`StreamProtocol`]s. The names the protocol itself fixes for discovery (the arbiter
+//! topic and provider key) are [`valex_proto::discovery`]'s.
+//!
 //! ```
 //! use futures::executor::block_on;
-//! use valex_proto::codec::{read_frame, write_frame};
+//! use valex_node::net::codec::{read_frame, write_frame};
 //!
 //! let mut wire = Vec::new();
 //! block_on(write_frame(&mut wire, b"hello")).unwrap();
@@ -34,8 +38,8 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use libp2p::request_response::Codec;
 
-use crate::limits::MAX_FRAME_BYTES;
-use crate::message::{ArbiterRequest, ArbiterResponse, DecodeError, ExchangeRequest, ExchangeResponse};
+use valex_proto::limits::MAX_FRAME_BYTES;
+use valex_proto::message::{ArbiterRequest, ArbiterResponse, DecodeError, ExchangeRequest, ExchangeResponse};
 
 /// The exchange protocol's name (M1–M4).
 pub const EXCHANGE_PROTOCOL: StreamProtocol = StreamProtocol::new("/valex/exchange/1.0.0");
@@ -44,15 +48,8 @@ pub const ARBITER_PROTOCOL: StreamProtocol = StreamProtocol::new("/valex/arbiter
 
 /// Kademlia's protocol name on a valex network (keeps valex's DHT apart from others).
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/valex/kad/1.0.0");
-/// The gossipsub topic arbiters announce themselves on (protocol.md §7).
-pub const ARBITER_TOPIC: &str = "valex/arbiters/v1";
 /// The identify protocol version string of valex nodes and arbiters.
 pub const IDENTIFY_PROTOCOL: &str = "/valex/id/1.0.0";
-
-/// The Kademlia provider key arbiters provide: `H("valex/arbiter/v1")` (protocol.md §7).
-pub fn arbiter_provider_key() -> Vec<u8> {
-    crate::Digest::of(b"valex/arbiter/v1").0.to_vec()
-}
 
 fn invalid(error: DecodeError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error)
@@ -108,8 +105,8 @@ pub type ExchangeRequestFrame = Result<ExchangeRequest, DecodeError>;
 /// ```
 /// use futures::executor::block_on;
 /// use libp2p::request_response::Codec;
-/// use valex_proto::ErrorCode;
-/// use valex_proto::codec::{EXCHANGE_PROTOCOL, ExchangeCodec, write_frame};
+/// use valex_node::net::codec::{EXCHANGE_PROTOCOL, ExchangeCodec, write_frame};
+/// use valex_proto::wire::ErrorCode;
 ///
 /// // A well-framed payload that is not a request is delivered, typed, to be answered.
 /// let mut wire = Vec::new();
@@ -209,12 +206,14 @@ impl Codec for ArbiterCodec {
 mod tests {
     use futures::executor::block_on;
 
+    use valex_proto::message::{Confirm, Reveal};
+    use valex_proto::wire::ErrorCode;
+    use valex_proto::{Digest, Signature};
+
     use super::*;
-    use crate::Digest;
-    use crate::message::{Confirm, Reveal};
 
     fn m3() -> ExchangeRequest {
-        ExchangeRequest::Confirm(Confirm { s1: Digest([1; 32]), s2: Digest([2; 32]), se: crate::Signature([3; 64]) })
+        ExchangeRequest::Confirm(Confirm { s1: Digest([1; 32]), s2: Digest([2; 32]), se: Signature([3; 64]) })
     }
 
     #[test]
@@ -259,7 +258,7 @@ mod tests {
         assert!(matches!(decode_error(&error), Some(DecodeError::TooLarge { .. })));
         let wire = u32::MAX.to_be_bytes();
         let frame = block_on(ExchangeCodec.read_request(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap();
-        assert_eq!(frame.unwrap_err().code(), crate::ErrorCode::TooLarge);
+        assert_eq!(frame.unwrap_err().code(), ErrorCode::TooLarge);
         let error = block_on(ArbiterCodec.read_response(&ARBITER_PROTOCOL, &mut &wire[..])).unwrap_err();
         assert!(matches!(decode_error(&error), Some(DecodeError::TooLarge { .. })));
         let mut sink = Vec::new();
@@ -284,7 +283,7 @@ mod tests {
         block_on(write_frame(&mut wire, &[0xff; 12])).unwrap();
         let frame = block_on(ExchangeCodec.read_request(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap();
         assert!(matches!(&frame, Err(DecodeError::Protobuf(_))));
-        assert_eq!(frame.unwrap_err().code(), crate::ErrorCode::Malformed);
+        assert_eq!(frame.unwrap_err().code(), ErrorCode::Malformed);
         let error = block_on(ExchangeCodec.read_response(&EXCHANGE_PROTOCOL, &mut &wire[..])).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
         assert!(matches!(decode_error(&error), Some(DecodeError::Protobuf(_))));

@@ -1,9 +1,10 @@
 //! The quarantine entry format shared by the node's and the arbiter's RocksDB stores: a stored
 //! record that does not decode or verify is moved, bytes unchanged, to a `quarantine` column family
-//! under `column ‖ 0x00 ‖ key`, with the reason it was set aside.
+//! under `column ‖ 0x00 ‖ key`, with the reason it was set aside. It is plain bytes, so it needs no
+//! RocksDB: the arbiter's store and tools that inspect a database use it too.
 //!
 //! ```
-//! use valex_proto::quarantine::{entry_key, entry_value, parse_entry};
+//! use valex_node::store::quarantine::{entry_key, entry_value, parse_entry};
 //! let (key, value) = (entry_key("vault", &[7; 4]), entry_value(1, "truncated", b"\x01{"));
 //! let record = parse_entry(1, &key, &value);
 //! assert_eq!((record.column.as_str(), record.key, record.reason.as_str(), record.raw), ("vault", vec![7; 4], "truncated", b"\x01{".to_vec()));

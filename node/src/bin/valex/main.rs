@@ -14,15 +14,19 @@
 //! `error: …` line on stderr and a non-zero exit (2 for usage errors); an exchange that ends
 //! without swapping prints its result, then fails.
 
-#[path = "../cli/mod.rs"]
-mod cli;
+mod args;
+mod client;
+mod command;
+mod daemon;
+mod identity;
+mod output;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use cli::args::{Cli, Command};
+use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -42,7 +46,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    match runtime.block_on(command::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // One line: the error and its causes, colon-separated.

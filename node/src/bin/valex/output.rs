@@ -4,8 +4,7 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 use serde::Serialize;
-use valex_proto::control as pb;
-use valex_proto::control::receipt_view;
+use valex_node::control::pb::{self, receipt_view};
 
 /// Prints `value` as one pretty JSON document.
 pub fn print_json<T: Serialize>(value: &T) -> Result<()> {

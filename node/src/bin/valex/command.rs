@@ -1,18 +1,13 @@
-//! The `valex` command line: `init` and `run` work on the data directory; every other command
-//! calls the running daemon's control API (found through `<data-dir>/control.addr`).
-
-pub mod args;
-pub mod client;
-pub mod daemon;
-pub mod identity;
-pub mod output;
+//! Running one command: `init` and `run` work on the data directory; every other command calls
+//! the running daemon's control API (found through `<data-dir>/control.addr`).
 
 use anyhow::{Context, Result, anyhow, bail};
-use valex_proto::control::{self as pb, exchange_command};
+use valex_node::control::pb::{self, exchange_command};
 
-use self::args::{Cli, Command, ExchangeArgs, ValueCommand};
-use self::client::status_error;
-use self::output::print_json;
+use crate::args::{Cli, Command, ExchangeArgs, ValueCommand};
+use crate::client::status_error;
+use crate::output::print_json;
+use crate::{client, daemon, identity, output};
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<()> {

@@ -7,16 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use valex_node::control;
+use valex_node::control::{self, parse_peer};
 use valex_node::exchange::{ArbiterPolicy, StaticPolicy, Timing};
 use valex_node::runtime::{self, NodeConfig};
 use valex_node::store::RocksStore;
 use valex_proto::PeerId;
-use valex_proto::control::parse_peer;
 use valex_proto::value::IssuerPolicy;
 
-use super::args::RunArgs;
-use super::identity;
+use crate::args::RunArgs;
+use crate::identity;
 
 /// The control address when `--control` is not given: loopback, a free port.
 const DEFAULT_CONTROL: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);

@@ -8,7 +8,7 @@ use futures::executor::block_on;
 use futures::io::Cursor;
 use libfuzzer_sys::fuzz_target;
 use libp2p::request_response::Codec;
-use valex_proto::codec::{ARBITER_PROTOCOL, ArbiterCodec, EXCHANGE_PROTOCOL, ExchangeCodec};
+use valex_node::net::codec::{ARBITER_PROTOCOL, ArbiterCodec, EXCHANGE_PROTOCOL, ExchangeCodec};
 
 fuzz_target!(|data: &[u8]| {
     block_on(async {

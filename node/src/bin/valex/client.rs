@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use tonic::transport::{Channel, Endpoint};
-use valex_proto::control::control_client::ControlClient;
+use valex_node::control::pb::control_client::ControlClient;
 
-use super::identity;
+use crate::identity;
 
 /// How long to wait for the TCP connection to the daemon (it is local: this only bounds a hang).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
