@@ -22,7 +22,7 @@ fn compile_control() -> Result<(), Box<dyn std::error::Error>> {
         // The CLI prints these with serde_json (`--json`); bytes fields are written as hex.
         .type_attribute(".valex.v1", "#[derive(serde::Serialize)]")
         .type_attribute(".valex.v1.ReceiptView.evidence", "#[serde(rename_all = \"snake_case\")]")
-        .type_attribute(".valex.v1.ExchangeCommand.want", "#[serde(rename_all = \"snake_case\")]")
+        .type_attribute(".valex.v1.StartExchangeRequest.want", "#[serde(rename_all = \"snake_case\")]")
         .field_attribute(".valex.v1.ValueView.payload", "#[serde(serialize_with = \"crate::control::convert::serialize_hex\")]")
         .compile_fds(descriptors)?;
     Ok(())

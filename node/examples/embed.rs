@@ -12,7 +12,7 @@ use libp2p::multiaddr::Protocol;
 use valex_arbiter::server::{self, ArbiterConfig};
 use valex_arbiter::store::DecisionStore;
 use valex_node::exchange::{ArbiterPolicy, StaticPolicy};
-use valex_node::runtime::{self, ExchangeRequestCmd, NodeConfig};
+use valex_node::runtime::{self, NodeConfig, StartExchange};
 use valex_node::store::RocksStore;
 use valex_proto::crypto::Keypair;
 use valex_proto::message::Want;
@@ -47,7 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let result = tokio::time::timeout(
         Duration::from_secs(30),
-        alice.exchange(ExchangeRequestCmd {
+        alice.exchange(StartExchange {
             peer: bob.peer_id(),
             give: ticket.id(),
             want: Want::KindAmount { kind: "voucher".into(), amount: 500, issuer: None },

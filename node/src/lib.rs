@@ -7,7 +7,7 @@
 //! model checker and the tests drive it directly.
 //!
 //! ```
-//! use valex_node::exchange::{CoreConfig, Ctx, ExchangeCore, Input, StartExchange};
+//! use valex_node::exchange::{CoreConfig, Ctx, ExchangeCore, Input, Proposal};
 //! use valex_node::store::{MemoryStore, Store};
 //! use valex_proto::{crypto::Keypair, message::Want, value::Value};
 //!
@@ -21,7 +21,7 @@
 //!
 //! let now_ms = 1_000;
 //! let effects = core
-//!     .handle(Ctx { now_ms, entropy: [9; 32] }, Input::Start(StartExchange {
+//!     .handle(Ctx { now_ms, entropy: [9; 32] }, Input::Start(Proposal {
 //!         responder: bob,
 //!         give: ticket.id(),
 //!         want: Want::KindAmount { kind: "voucher".into(), amount: 5, issuer: None },

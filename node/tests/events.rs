@@ -11,7 +11,7 @@ use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use valex_arbiter::server::{self, ArbiterConfig, MemoryDecisionLog};
 use valex_node::exchange::{ArbiterPolicy, SessionId, SessionOutcome, StaticPolicy, Timing};
-use valex_node::runtime::{self, EventError, ExchangeRequestCmd, Node, NodeConfig, NodeError, NodeEvent, NodeEvents, Role};
+use valex_node::runtime::{self, EventError, Node, NodeConfig, NodeError, NodeEvent, NodeEvents, Role, StartExchange};
 use valex_node::store::MemoryStore;
 use valex_proto::PeerId;
 use valex_proto::crypto::Keypair;
@@ -90,7 +90,7 @@ async fn an_exchange_is_told_as_it_happens_on_both_sides() {
     let ticket = a.issue("ticket".into(), 1, b"seat 12A".to_vec()).await.unwrap();
     let voucher = b.issue("voucher".into(), 5, Vec::new()).await.unwrap();
     let want = Want::KindAmount { kind: "voucher".into(), amount: 5, issuer: None };
-    let request = ExchangeRequestCmd { peer: b.peer_id(), give: ticket.id(), want, arbiter: None, ttl_ms: Some(10_000) };
+    let request = StartExchange { peer: b.peer_id(), give: ticket.id(), want, arbiter: None, ttl_ms: Some(10_000) };
     let session = within("start", a.start_exchange(request)).await.unwrap();
 
     let a_seen = session_events(&mut a_events, session).await;

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use tempfile::TempDir;
 use valex_node::exchange::initiator::{InitiatorPhase, InitiatorSession};
 use valex_node::exchange::{
-    Acquired, CoreConfig, Ctx, Effects, Evidence, ExchangeCore, Input, NodeState, Outgoing, Receipt, Session, StartExchange, TimerKind,
+    Acquired, CoreConfig, Ctx, Effects, Evidence, ExchangeCore, Input, NodeState, Outgoing, Proposal, Receipt, Session, TimerKind,
     VaultEntry, WriteBatch, WriteOp,
 };
 use valex_node::store::Store;
@@ -126,8 +126,7 @@ fn state_after_reopen_equals_state_before_through_real_exchanges() {
     }
     let want = Want::KindAmount { kind: "voucher".into(), amount: 5, issuer: None };
     let (b_id, t_id) = (b.me(), t.peer_id());
-    let start =
-        |give: &Value| StartExchange { responder: b_id, give: give.id(), want: want.clone(), arbiter: t_id, expires_at_ms: NOW + TTL };
+    let start = |give: &Value| Proposal { responder: b_id, give: give.id(), want: want.clone(), arbiter: t_id, expires_at_ms: NOW + TTL };
 
     // 1. The normal path: M1, M2, M3, M4.
     let cmd = start(&ticket);
@@ -165,7 +164,7 @@ fn state_after_reopen_equals_state_before_through_real_exchanges() {
 
     // 3. No answer to M1: A aborts at expiry (the session record keeps an error code).
     let later = NOW + 2 * TTL;
-    let e = a.handle(later, 13, Input::Start(StartExchange { expires_at_ms: later + TTL, ..start(&third_ticket) }));
+    let e = a.handle(later, 13, Input::Start(Proposal { expires_at_ms: later + TTL, ..start(&third_ticket) }));
     let s1 = exchange_request(&e).s1();
     a.handle(later + TTL, 0, Input::Timer { session: s1, kind: TimerKind::Deadline });
     assert_eq!(a.core.state().sessions[&s1].phase_name(), "ABORTED");

@@ -24,7 +24,7 @@ use valex_arbiter::DecisionRecord;
 use valex_arbiter::server::{self, ArbiterConfig, ArbiterHandle};
 use valex_arbiter::store::DecisionStore;
 use valex_node::exchange::{ArbiterPolicy, NodeState, SessionId, SessionOutcome, StaticPolicy, Timing, WriteBatch};
-use valex_node::runtime::{self, DiscoveryConfig, EventLoopHandle, ExchangeRequestCmd, Node, NodeConfig};
+use valex_node::runtime::{self, DiscoveryConfig, EventLoopHandle, Node, NodeConfig, StartExchange};
 use valex_node::store::{RocksStore, Store};
 use valex_proto::crypto::Keypair;
 use valex_proto::message::{ExchangeRequest, ExchangeResponse, Want};
@@ -275,14 +275,8 @@ async fn wait_for_arbiter(node: &TestNode, arbiter: PeerId, via_kademlia: bool) 
     .await;
 }
 
-fn swap(give: ValueId, peer: PeerId, arbiter: Option<PeerId>, ttl_ms: u64) -> ExchangeRequestCmd {
-    ExchangeRequestCmd {
-        peer,
-        give,
-        want: Want::KindAmount { kind: "voucher".into(), amount: 5, issuer: None },
-        arbiter,
-        ttl_ms: Some(ttl_ms),
-    }
+fn swap(give: ValueId, peer: PeerId, arbiter: Option<PeerId>, ttl_ms: u64) -> StartExchange {
+    StartExchange { peer, give, want: Want::KindAmount { kind: "voucher".into(), amount: 5, issuer: None }, arbiter, ttl_ms: Some(ttl_ms) }
 }
 
 /// One normal exchange with the arbiter found through the given discovery source only.

@@ -31,7 +31,7 @@ use valex_arbiter::store::DecisionStore;
 use valex_arbiter::{Arbiter, DecisionRecord};
 use valex_node::exchange::{ArbiterPolicy, NodeState, Session, SessionOutcome, StaticPolicy};
 use valex_node::net::codec::{ARBITER_PROTOCOL, ArbiterCodec, EXCHANGE_PROTOCOL, ExchangeCodec};
-use valex_node::runtime::{self, EventLoopHandle, ExchangeRequestCmd, Node, NodeConfig};
+use valex_node::runtime::{self, EventLoopHandle, Node, NodeConfig, StartExchange};
 use valex_node::store::RocksStore;
 use valex_node::time::now_ms;
 use valex_proto::crypto::Keypair;
@@ -193,13 +193,8 @@ fn assert_accounted(state: &NodeState, held: &[ValueId]) {
 async fn honest_exchange(a: &TestNode, b: &TestNode, arbiter: PeerId, tag: &str) -> [ValueId; 2] {
     let ticket = a.node.issue("ticket".into(), 1, format!("honest {tag}").into_bytes()).await.unwrap();
     let prize = b.node.issue("prize".into(), 1, format!("honest {tag}").into_bytes()).await.unwrap();
-    let request = ExchangeRequestCmd {
-        peer: b.peer(),
-        give: ticket.id(),
-        want: Want::Value(prize.id()),
-        arbiter: Some(arbiter),
-        ttl_ms: Some(20_000),
-    };
+    let request =
+        StartExchange { peer: b.peer(), give: ticket.id(), want: Want::Value(prize.id()), arbiter: Some(arbiter), ttl_ms: Some(20_000) };
     let ours = within("honest exchange", STEP, a.node.exchange(request)).await.unwrap();
     assert_eq!(ours.outcome, SessionOutcome::Done, "honest exchange {tag}: {ours:?}");
     assert!(!ours.settled_by_arbiter, "{ours:?}");
@@ -715,8 +710,7 @@ async fn decisions_not_signed_by_the_terms_arbiter_are_ignored() {
     let a = TestNode::start("A", 1, dir.path(), vec![fake_t.dial_addr(), b.dial_addr()], a_setup).await;
     let ticket = a.node.issue("ticket".into(), 1, Vec::new()).await.unwrap();
     let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
-    let request =
-        ExchangeRequestCmd { peer: b.peer(), give: ticket.id(), want: vouchers_of(b.peer()), arbiter: Some(t), ttl_ms: Some(2_000) };
+    let request = StartExchange { peer: b.peer(), give: ticket.id(), want: vouchers_of(b.peer()), arbiter: Some(t), ttl_ms: Some(2_000) };
     let session = a.node.start_exchange(request).await.unwrap();
 
     // T's side: forgeries first, then (once the test has checked B) the real decision rule.

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use valex_node::exchange::{CoreConfig, Ctx, ExchangeCore, Input, NodeState, StartExchange, StaticPolicy};
+use valex_node::exchange::{CoreConfig, Ctx, ExchangeCore, Input, NodeState, Proposal, StaticPolicy};
 use valex_proto::crypto::Keypair;
 use valex_proto::message::{ArbiterResponse, ExchangeRequest, ExchangeResponse, Want};
 use valex_proto::value::Value;
@@ -34,7 +34,7 @@ fn fixture() -> Fixture {
     a.issue(v1.clone());
     b.issue(v2.clone());
     let ctx = Ctx { now_ms: 0, entropy: [7; 32] };
-    let start = StartExchange {
+    let start = Proposal {
         responder: keys[1].peer_id(),
         give: v1.id(),
         want: Want::KindAmount { kind: "voucher".into(), amount: 500, issuer: None },

@@ -7,9 +7,9 @@ use tonic::{Request, Response, Status};
 use valex_proto::message::Want;
 
 use super::convert::{self, parse_digest, parse_peer};
-use super::pb::{self, control_server::Control, exchange_command};
+use super::pb::{self, control_server::Control, start_exchange_request};
 use super::status::{invalid_argument, status_of};
-use crate::runtime::{ExchangeRequestCmd, Node};
+use crate::runtime::{Node, StartExchange};
 
 /// The control API of one node: every call is a command on its [`Node`] handle.
 #[derive(Debug, Clone)]
@@ -25,12 +25,12 @@ impl ControlService {
 }
 
 /// The exchange command as the node takes it; malformed fields are `InvalidArgument`.
-fn exchange_request(command: pb::ExchangeCommand) -> Result<ExchangeRequestCmd, Status> {
+fn exchange_request(command: pb::StartExchangeRequest) -> Result<StartExchange, Status> {
     let peer = parse_peer("peer", &command.peer).map_err(invalid_argument)?;
     let give = parse_digest("value id to give", &command.give).map_err(invalid_argument)?;
     let want = match command.want {
-        Some(exchange_command::Want::WantValue(id)) => Want::Value(parse_digest("wanted value id", &id).map_err(invalid_argument)?),
-        Some(exchange_command::Want::WantKind(kind)) => {
+        Some(start_exchange_request::Want::WantValue(id)) => Want::Value(parse_digest("wanted value id", &id).map_err(invalid_argument)?),
+        Some(start_exchange_request::Want::WantKind(kind)) => {
             if kind.kind.is_empty() {
                 return Err(Status::invalid_argument("the wanted kind is empty"));
             }
@@ -46,7 +46,7 @@ fn exchange_request(command: pb::ExchangeCommand) -> Result<ExchangeRequestCmd, 
         "" => None,
         text => Some(parse_peer("arbiter", text).map_err(invalid_argument)?),
     };
-    Ok(ExchangeRequestCmd { peer, give, want, arbiter, ttl_ms: command.ttl_ms })
+    Ok(StartExchange { peer, give, want, arbiter, ttl_ms: command.ttl_ms })
 }
 
 /// The stream [`ControlService::events`] answers with.
@@ -102,13 +102,13 @@ impl Control for ControlService {
         }
     }
 
-    async fn exchange(&self, request: Request<pb::ExchangeCommand>) -> Result<Response<pb::ExchangeResult>, Status> {
+    async fn exchange(&self, request: Request<pb::StartExchangeRequest>) -> Result<Response<pb::ExchangeResult>, Status> {
         let command = exchange_request(request.into_inner())?;
         let result = self.node.exchange(command).await.map_err(status_of)?;
         Ok(Response::new(convert::exchange_result(&result)))
     }
 
-    async fn start_exchange(&self, request: Request<pb::ExchangeCommand>) -> Result<Response<pb::StartExchangeResponse>, Status> {
+    async fn start_exchange(&self, request: Request<pb::StartExchangeRequest>) -> Result<Response<pb::StartExchangeResponse>, Status> {
         let command = exchange_request(request.into_inner())?;
         let session = self.node.start_exchange(command).await.map_err(status_of)?;
         Ok(Response::new(pb::StartExchangeResponse { session: session.to_hex() }))
@@ -168,8 +168,8 @@ fn pb_parse_session(text: &str) -> Result<valex_proto::Digest, Status> {
 mod tests {
     use super::*;
 
-    fn command(want: exchange_command::Want) -> pb::ExchangeCommand {
-        pb::ExchangeCommand {
+    fn command(want: start_exchange_request::Want) -> pb::StartExchangeRequest {
+        pb::StartExchangeRequest {
             peer: valex_proto::crypto::Keypair::from_seed([2; 32]).peer_id().to_string(),
             give: "11".repeat(32),
             want: Some(want),
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn exchange_commands_are_checked() {
-        let ok = exchange_request(command(exchange_command::Want::WantKind(pb::WantKind {
+        let ok = exchange_request(command(start_exchange_request::Want::WantKind(pb::WantKind {
             kind: "voucher".into(),
             amount: 5,
             issuer: String::new(),
@@ -189,11 +189,11 @@ mod tests {
         assert!(matches!(ok.want, Want::KindAmount { amount: 5, issuer: None, .. }));
         assert!(ok.arbiter.is_none());
 
-        let bad_want = exchange_request(command(exchange_command::Want::WantValue("xyz".into()))).unwrap_err();
+        let bad_want = exchange_request(command(start_exchange_request::Want::WantValue("xyz".into()))).unwrap_err();
         assert_eq!(bad_want.code(), tonic::Code::InvalidArgument);
         assert!(bad_want.message().contains("wanted value id"), "{}", bad_want.message());
 
-        let mut bad_peer = command(exchange_command::Want::WantValue("22".repeat(32)));
+        let mut bad_peer = command(start_exchange_request::Want::WantValue("22".repeat(32)));
         bad_peer.peer = "not-a-peer".into();
         assert_eq!(exchange_request(bad_peer).unwrap_err().code(), tonic::Code::InvalidArgument);
     }

@@ -15,9 +15,12 @@ pub struct Ctx {
     pub entropy: [u8; 32],
 }
 
-/// A local command: offer `give` to `responder` for `want`.
+/// A's proposal of terms, as the core starts a session with it: offer `give` to `responder` for
+/// `want`, with the arbiter and expiry already chosen. (The runtime's
+/// [`StartExchange`](../runtime/struct.StartExchange.html) is what a host asks for; the runtime picks
+/// the arbiter and turns the time-to-live into `expires_at_ms`.)
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct StartExchange {
+pub struct Proposal {
     /// B.
     pub responder: PeerId,
     /// V1, a spendable value in this node's vault.
@@ -43,7 +46,7 @@ pub enum TimerKind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Input {
     /// A local command to start an exchange as initiator.
-    Start(StartExchange),
+    Start(Proposal),
     /// An exchange request (M1 or M3) from a peer; the reply goes in [`Effects::reply`].
     Request {
         /// The authenticated sender.

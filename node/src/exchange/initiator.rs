@@ -17,7 +17,7 @@ use valex_proto::wire::ErrorCode;
 use valex_proto::{Digest, PeerId, Signature, canonical, crypto};
 
 use super::core::{Env, Step};
-use super::effects::{Ctx, Outgoing, StartExchange};
+use super::effects::{Ctx, Outgoing, Proposal};
 use super::error::ExchangeError;
 use super::state::{Acquired, Evidence, NodeState, Receipt, Session, SessionId, VaultEntry, WriteOp};
 
@@ -178,7 +178,7 @@ impl InitiatorSession {
 }
 
 /// A local command starts a session: lock V1, persist STARTED, send M1.
-pub(crate) fn start(env: &Env, state: &NodeState, ctx: Ctx, cmd: StartExchange) -> Result<Step, ExchangeError> {
+pub(crate) fn start(env: &Env, state: &NodeState, ctx: Ctx, cmd: Proposal) -> Result<Step, ExchangeError> {
     if cmd.responder == env.me() {
         return Err(ExchangeError::SelfExchange);
     }

@@ -15,7 +15,7 @@ pub mod responder;
 pub mod state;
 
 pub use self::core::{CoreConfig, ExchangeCore, Timing};
-pub use effects::{Ctx, Effects, Input, Outgoing, StartExchange, Timer, TimerKind};
+pub use effects::{Ctx, Effects, Input, Outgoing, Proposal, Timer, TimerKind};
 pub use error::ExchangeError;
 pub use policy::{ArbiterPolicy, Policy, StaticPolicy};
 pub use state::{Acquired, Evidence, NodeState, Receipt, Session, SessionId, SessionOutcome, VaultEntry, WriteBatch, WriteOp};

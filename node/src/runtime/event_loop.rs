@@ -36,9 +36,9 @@ use super::events::{EventSink, NodeEvent};
 use super::handle::{Command, Node};
 use super::network::{Network, ReplyTo, request_name};
 use super::queries::{View, answer};
-use super::types::ExchangeRequestCmd;
+use super::types::StartExchange;
 use super::write_ahead::{Outbox, WriteAhead};
-use crate::exchange::{CoreConfig, Ctx, Input, SessionId, StartExchange};
+use crate::exchange::{CoreConfig, Ctx, Input, Proposal, SessionId};
 use crate::net::addr::{peer_of, strip_p2p};
 use crate::net::behaviour::{NodeBehaviourEvent, build_swarm};
 use crate::net::swarm::{self, SwarmTransport, default_transport};
@@ -245,7 +245,7 @@ impl<S: Store> EventLoop<S> {
         self.driver.put_value(value, &mut self.net)
     }
 
-    fn start_exchange(&mut self, request: ExchangeRequestCmd) -> Result<SessionId, NodeError> {
+    fn start_exchange(&mut self, request: StartExchange) -> Result<SessionId, NodeError> {
         let now = now_ms();
         let me = self.config.keypair.peer_id();
         let arbiter = match request.arbiter {
@@ -256,7 +256,7 @@ impl<S: Store> EventLoop<S> {
             }
         };
         let expires_at_ms = now.saturating_add(request.ttl_ms.unwrap_or(self.config.default_ttl_ms));
-        let start = StartExchange { responder: request.peer, give: request.give, want: request.want, arbiter, expires_at_ms };
+        let start = Proposal { responder: request.peer, give: request.give, want: request.want, arbiter, expires_at_ms };
         let session =
             self.driver.step(Input::Start(start), None, &mut self.net)?.ok_or(NodeError::Internal("start produced no session"))?;
         tracing::info!(session = %session.short(), peer = %request.peer, %arbiter, "exchange started");

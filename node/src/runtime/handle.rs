@@ -9,7 +9,7 @@ use valex_proto::value::{Value, ValueId};
 use super::error::NodeError;
 use super::events::{EventError, NodeEvent, NodeEvents, subscribe};
 use super::queries::Query;
-use super::types::{ArbiterInfo, ExchangeRequestCmd, ExchangeResult, PeerInfo, SessionInfo, ValueInfo};
+use super::types::{ArbiterInfo, ExchangeResult, PeerInfo, SessionInfo, StartExchange, ValueInfo};
 use crate::exchange::{NodeState, SessionId, SessionOutcome};
 
 /// What the handle asks the event loop to do; each carries its reply channel.
@@ -25,7 +25,7 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<Value, NodeError>>,
     },
     Import(Value, oneshot::Sender<Result<(), NodeError>>),
-    StartExchange(ExchangeRequestCmd, oneshot::Sender<Result<SessionId, NodeError>>),
+    StartExchange(StartExchange, oneshot::Sender<Result<SessionId, NodeError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -95,13 +95,13 @@ impl Node {
     }
 
     /// Runs an exchange as initiator and waits until it has ended on this side.
-    pub async fn exchange(&self, request: ExchangeRequestCmd) -> Result<ExchangeResult, NodeError> {
+    pub async fn exchange(&self, request: StartExchange) -> Result<ExchangeResult, NodeError> {
         let session = self.start_exchange(request).await?;
         self.wait_session(session).await
     }
 
     /// Starts an exchange; returns once M1 is persisted and sent.
-    pub async fn start_exchange(&self, request: ExchangeRequestCmd) -> Result<SessionId, NodeError> {
+    pub async fn start_exchange(&self, request: StartExchange) -> Result<SessionId, NodeError> {
         self.ask(|tx| Command::StartExchange(request, tx)).await?
     }
 

@@ -39,4 +39,4 @@ pub use error::NodeError;
 pub use event_loop::{EventLoopHandle, start, start_with_transport};
 pub use events::{EventError, NodeEvent, NodeEvents, Role};
 pub use handle::Node;
-pub use types::{ArbiterInfo, ExchangeRequestCmd, ExchangeResult, PeerInfo, SessionInfo, ValueInfo};
+pub use types::{ArbiterInfo, ExchangeResult, PeerInfo, SessionInfo, StartExchange, ValueInfo};

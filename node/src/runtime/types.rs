@@ -34,9 +34,11 @@ impl ValueInfo {
     }
 }
 
-/// A request to exchange `give` for `want` with `peer`.
+/// What a host asks for to start an exchange: `give` to `peer` for `want`. The node picks the
+/// arbiter when none is named and computes the expiry, and hands the core a
+/// [`Proposal`](crate::exchange::Proposal). The control API's `StartExchangeRequest` carries the same.
 #[derive(Debug, Clone)]
-pub struct ExchangeRequestCmd {
+pub struct StartExchange {
     /// The responder B.
     pub peer: PeerId,
     /// V1: a spendable value of this node.

@@ -217,7 +217,7 @@ mod tests {
     use valex_proto::message::{ExchangeRequest, Want};
 
     use super::*;
-    use crate::exchange::{SessionOutcome, StartExchange, WriteBatch};
+    use crate::exchange::{Proposal, SessionOutcome, WriteBatch};
     use crate::runtime::event_loop::fresh_ctx;
     use crate::runtime::events::{EventError, NodeEvent, NodeEvents, Role, subscribe};
     use crate::store::{Loaded, MemoryStore};
@@ -317,7 +317,7 @@ mod tests {
     }
 
     fn start(a: &mut Party, b: &Party, give: &Value) -> SessionId {
-        let start = StartExchange {
+        let start = Proposal {
             responder: b.peer(),
             give: give.id(),
             want: Want::KindAmount { kind: "voucher".into(), amount: 5, issuer: None },

@@ -13,7 +13,8 @@ use rand_chacha::ChaCha8Rng;
 use tonic::transport::{Channel, Endpoint};
 use valex_node::control::pb::control_client::ControlClient;
 use valex_node::control::pb::{
-    ArbitersRequest, ExchangeCommand, IssueValueRequest, ListValuesRequest, SessionsRequest, WaitSessionRequest, WantKind, exchange_command,
+    ArbitersRequest, IssueValueRequest, ListValuesRequest, SessionsRequest, StartExchangeRequest, WaitSessionRequest, WantKind,
+    start_exchange_request,
 };
 
 /// What one planned exchange came to, as the driver saw it.
@@ -199,10 +200,10 @@ async fn one_exchange(
         attempt.outcome = "not started: initiator unavailable".into();
         return attempt;
     };
-    let command = ExchangeCommand {
+    let command = StartExchangeRequest {
         peer: responder,
         give: give.clone(),
-        want: Some(exchange_command::Want::WantKind(WantKind { kind: "coin".into(), amount: 1, issuer: String::new() })),
+        want: Some(start_exchange_request::Want::WantKind(WantKind { kind: "coin".into(), amount: 1, issuer: String::new() })),
         arbiter: String::new(),
         ttl_ms: None,
     };

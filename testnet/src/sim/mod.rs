@@ -23,8 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use valex_arbiter::{Arbiter, DecisionRecord};
 use valex_node::exchange::{
-    CoreConfig, Ctx, Effects, ExchangeError, Input, Outgoing, Session, SessionId, StartExchange, StaticPolicy, TimerKind, Timing,
-    WriteBatch,
+    CoreConfig, Ctx, Effects, ExchangeError, Input, Outgoing, Proposal, Session, SessionId, StaticPolicy, TimerKind, Timing, WriteBatch,
 };
 use valex_proto::crypto::Keypair;
 use valex_proto::message::{ArbiterRequest, ArbiterResponse, ExchangeRequest, ExchangeResponse, Want};
@@ -382,7 +381,7 @@ impl World {
                     return Err(SimError::NotEnabled("already started".into()));
                 }
                 self.started = true;
-                let cmd = StartExchange {
+                let cmd = Proposal {
                     responder: self.cast.b.peer_id(),
                     give: self.cast.v1.id(),
                     want: self.cast.want.clone(),

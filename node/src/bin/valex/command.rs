@@ -2,7 +2,7 @@
 //! the running daemon's control API (found through `<data-dir>/control.addr`).
 
 use anyhow::{Context, Result, anyhow, bail};
-use valex_node::control::pb::{self, exchange_command};
+use valex_node::control::pb::{self, start_exchange_request};
 
 use crate::args::{Cli, Command, ExchangeArgs, ValueCommand};
 use crate::client::status_error;
@@ -76,7 +76,7 @@ async fn call(client: &mut client::Client, command: Command, json: bool) -> Resu
             print!("{}", output::value_info(&info));
         }
         Command::Exchange(args) => {
-            let request = exchange_command(args)?;
+            let request = exchange_request(args)?;
             let result = client.exchange(request).await.map_err(status_error)?.into_inner();
             if json {
                 print_json(&result)?;
@@ -145,26 +145,26 @@ fn exchange_outcome(result: &pb::ExchangeResult) -> Result<()> {
 }
 
 /// `--want ID|KIND:AMOUNT` (and the other flags) as the control API's exchange command.
-fn exchange_command(args: ExchangeArgs) -> Result<pb::ExchangeCommand> {
+fn exchange_request(args: ExchangeArgs) -> Result<pb::StartExchangeRequest> {
     let want = match args.want.rsplit_once(':') {
-        None => exchange_command::Want::WantValue(args.want),
+        None => start_exchange_request::Want::WantValue(args.want),
         Some((kind, amount)) => {
             let amount: u64 =
                 amount.trim().parse().with_context(|| format!("--want {:?}: the amount after ':' is not a number", args.want))?;
             if kind.is_empty() {
                 bail!("--want {:?}: the kind before ':' is empty", args.want);
             }
-            exchange_command::Want::WantKind(pb::WantKind {
+            start_exchange_request::Want::WantKind(pb::WantKind {
                 kind: kind.to_owned(),
                 amount,
                 issuer: args.want_issuer.clone().unwrap_or_default(),
             })
         }
     };
-    if args.want_issuer.is_some() && matches!(want, exchange_command::Want::WantValue(_)) {
+    if args.want_issuer.is_some() && matches!(want, start_exchange_request::Want::WantValue(_)) {
         bail!("--want-issuer goes with --want KIND:AMOUNT, not with a value id");
     }
-    Ok(pb::ExchangeCommand {
+    Ok(pb::StartExchangeRequest {
         peer: args.peer,
         give: args.give,
         want: Some(want),
