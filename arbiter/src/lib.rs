@@ -21,6 +21,7 @@
 //! assert!(arbiter.decisions().is_empty());
 //! ```
 
+#![deny(missing_docs)]
 // Errors carry PeerIds (80 bytes each) for clear messages; they are rare, so size is no concern.
 #![allow(clippy::result_large_err)]
 

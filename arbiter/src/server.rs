@@ -152,17 +152,17 @@ pub enum ServerError {
 
 /// The arbiter's protocols.
 #[derive(NetworkBehaviour)]
-pub struct ArbiterBehaviour {
+struct ArbiterBehaviour {
     /// Listen addresses for Kademlia.
-    pub identify: identify::Behaviour,
+    identify: identify::Behaviour,
     /// Liveness.
-    pub ping: ping::Behaviour,
+    ping: ping::Behaviour,
     /// Provider record and routing.
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
     /// Announcements.
-    pub gossipsub: gossipsub::Behaviour,
+    gossipsub: gossipsub::Behaviour,
     /// Cancel, complete and query requests.
-    pub arbiter: request_response::Behaviour<ArbiterCodec>,
+    arbiter: request_response::Behaviour<ArbiterCodec>,
 }
 
 /// Builds the arbiter's swarm from the shared building blocks, subscribed to the announcement

@@ -1,7 +1,7 @@
 //! protocol.md §6, checked over any set of nodes and an arbiter's decisions.
 //!
 //! The checks take plain [`NodeState`]s and decision records, so the same code audits a
-//! simulated [`World`](crate::sim::World) in every state the model checker reaches and, later,
+//! simulated [`World`] in every state the model checker reaches and, later,
 //! the vaults of real nodes after a testnet run.
 //!
 //! - [`check_always`]: what must hold at every moment — no value spendable in two vaults (§6.1),

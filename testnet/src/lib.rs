@@ -6,6 +6,8 @@
 //! - [`invariants`]: protocol.md §6 checked over a [`sim::World`];
 //! - [`model`]: an exhaustive explorer of every reachable state of a [`sim::World`].
 
+#![deny(missing_docs)]
+
 pub mod invariants;
 pub mod local;
 pub mod model;

@@ -194,17 +194,6 @@ pub fn peers(peers: &[pb::PeerInfo]) -> String {
     table(&["PEER", "CONNECTED", "ADDRS"], &rows)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tables_align_columns() {
-        let text = table(&["A", "LONG"], &[vec!["xyz".into(), "1".into()], vec!["q".into(), "22".into()]]);
-        assert_eq!(text, "A    LONG\nxyz  1\nq    22\n");
-    }
-}
-
 /// One line for a node event: its kind, then what it is about.
 pub fn node_event(event: &pb::NodeEvent) -> String {
     let mut line = event.kind.replace('_', " ");
@@ -227,4 +216,15 @@ pub fn node_event(event: &pb::NodeEvent) -> String {
         line.push_str(&format!(" missed={}", event.missed));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let text = table(&["A", "LONG"], &[vec!["xyz".into(), "1".into()], vec!["q".into(), "22".into()]]);
+        assert_eq!(text, "A    LONG\nxyz  1\nq    22\n");
+    }
 }
