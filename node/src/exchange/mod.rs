@@ -3,14 +3,14 @@
 //! - [`state`]: what a node persists (vault, locks, receipts, sessions) and the one atomic
 //!   [`WriteBatch`] that changes it;
 //! - [`initiator`] and [`responder`]: the two parties' session machines;
-//! - [`core`]: [`ExchangeCore`], which routes inputs to sessions and assembles effects;
-//! - [`policy`]: what a node accepts.
+//! - `core`: [`ExchangeCore`], which routes inputs to sessions and assembles effects;
+//! - `policy`: what a node accepts.
 
-pub mod core;
-pub mod effects;
-pub mod error;
+mod core;
+mod effects;
+mod error;
 pub mod initiator;
-pub mod policy;
+mod policy;
 pub mod responder;
 pub mod state;
 

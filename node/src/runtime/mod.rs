@@ -2,7 +2,7 @@
 //! and the store; [`Node`] is the handle a host service (or the CLI) drives it with, and
 //! [`Node::events`] the stream of what happens on it.
 //!
-//! Inside, the event loop ([`event_loop`]) only dispatches: every step of the exchange core goes
+//! Inside, the event loop (`event_loop.rs`) only dispatches: every step of the exchange core goes
 //! through the write-ahead driver (`write_ahead.rs`: commit, then send, then arm timers, then
 //! announce), timers wait in a `TimerQueue` (`timers.rs`), read-only commands are answered apart
 //! (`queries.rs`), and discovery lives in [`crate::net::discovery`]. [`start_with_transport`]
@@ -22,15 +22,15 @@
 //! # Ok(()) }
 //! ```
 
-pub mod config;
-pub mod error;
-pub mod event_loop;
+mod config;
+mod error;
+mod event_loop;
 pub mod events;
-pub mod handle;
+mod handle;
 mod network;
 mod queries;
 mod timers;
-pub mod types;
+mod types;
 mod write_ahead;
 
 pub use crate::net::swarm::{SwarmTransport, default_transport};
