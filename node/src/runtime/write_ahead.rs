@@ -142,12 +142,8 @@ impl<S: Store> WriteAhead<S> {
     /// is left as it is.
     pub(crate) fn put_value<O: Outbox>(&mut self, value: Value, outbox: &mut O) -> Result<(), NodeError> {
         let Some(batch) = self.core.issue(value) else { return Ok(()) };
-        if let Err(error) = self.store.commit(&batch) {
-            tracing::error!(%error, "commit failed; rebuilding the core from the store");
-            self.recover(outbox);
-            return Err(NodeError::store(error));
-        }
-        Ok(())
+        // No session, no reply, nothing to send: only the commit (and recovery if it fails).
+        self.apply(Effects { persist: Some(batch), ..Effects::default() }, None, None, outbox)
     }
 
     /// Carries out one step's effects: commit, then reply and send, then arm timers, then announce.
