@@ -116,8 +116,25 @@ impl std::fmt::Debug for Keypair {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use sha2::{Digest as _, Sha256};
+
     use super::*;
+
+    /// The multihash code of SHA-256, which libp2p uses for keys too long to inline.
+    const SHA256_MULTIHASH: u8 = 0x12;
+
+    /// `key`'s PeerId in hashed form: the SHA-256 multihash of its protobuf-encoded public key,
+    /// as libp2p derives the id of a key whose encoding is over 42 bytes (RSA, ECDSA, ...). The
+    /// key is real and can sign, but a verifier holding only this id cannot recover it.
+    pub(crate) fn hashed_peer_id(key: &Keypair) -> PeerId {
+        let digest = Sha256::digest(key.to_libp2p().public().encode_protobuf());
+        let mut multihash = vec![SHA256_MULTIHASH, 32];
+        multihash.extend_from_slice(&digest);
+        let peer = PeerId::from_bytes(&multihash).unwrap();
+        assert_eq!(peer.as_ref().code(), u64::from(SHA256_MULTIHASH));
+        peer
+    }
 
     #[test]
     fn seed_round_trips() {
@@ -128,7 +145,11 @@ mod tests {
 
     #[test]
     fn hashed_peer_ids_are_refused() {
-        let random = PeerId::random();
-        assert!(verify(&random, b"x", &Signature([0; 64])).is_err());
+        let key = Keypair::from_seed([5; 32]);
+        let sig = key.sign(b"x");
+        assert_eq!(verify(&key.peer_id(), b"x", &sig), Ok(()), "the inline id of the same key verifies");
+        let hashed = hashed_peer_id(&key);
+        assert!(!is_signing_identity(&hashed), "a hashed id is not a signing identity");
+        assert_eq!(verify(&hashed, b"x", &sig), Err(VerifyError::NotInlineKey(hashed)));
     }
 }

@@ -817,11 +817,21 @@ mod tests {
 
     #[test]
     fn hashed_peer_ids_are_refused_as_parties() {
+        // The hashed id of the very key start() names as the arbiter: the same party, but a
+        // verifier could not check its signatures.
+        let hashed = crate::crypto::tests::hashed_peer_id(&Keypair::from_seed([2; 32])).to_bytes();
         let mut wire = start().to_wire();
         if let Some(wire::exchange_request::Kind::Start(m)) = wire.kind.as_mut() {
-            m.arbiter = PeerId::random().to_bytes();
+            m.arbiter = hashed.clone();
         }
         assert_eq!(ExchangeRequest::from_wire(wire), Err(DecodeError::BadPeerId("start.arbiter")));
+        let mut wire = start().to_wire();
+        if let Some(wire::exchange_request::Kind::Start(m)) = wire.kind.as_mut()
+            && let Some(wire::want::Want::KindAmount(ka)) = m.want.as_mut().and_then(|w| w.want.as_mut())
+        {
+            ka.issuer = hashed;
+        }
+        assert_eq!(ExchangeRequest::from_wire(wire), Err(DecodeError::BadPeerId("want.issuer")));
     }
 
     #[test]
