@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole valex test suite: unit, doc, test-vector, scenario, model-checking (with the planted
-# bugs it must catch), storage, CLI, end-to-end and hostile-peer tests; then the model checker's
+# bugs it must catch), storage, CLI, end-to-end and hostile-peer tests; short fuzz runs; then the model checker's
 # figures and a small chaos testnet with its audit. One build profile (dev, with optimised
 # dependencies) serves all of it.
 #
@@ -14,6 +14,9 @@ source testnet/scripts/setup.sh
 cargo test --workspace --locked
 # The sans-IO core alone, as an embedder without RocksDB or the networking runtime builds it.
 cargo check -p valex-node --no-default-features --locked
+# A short coverage-guided run of every fuzz target from the corpus in the repo (20 s each; its
+# own instrumented build in a target dir of its own); fails on any crash.
+testnet/scripts/fuzz.sh
 # cargo test built every binary (valex, valex-arbiter, valex-testnet) for the integration tests.
 bin="$CARGO_TARGET_DIR/debug"
 
