@@ -4,10 +4,14 @@
 //! simulated [`World`] in every state the model checker reaches and, later,
 //! the vaults of real nodes after a testnet run.
 //!
-//! - [`check_always`]: what must hold at every moment — no value spendable in two vaults (§6.1),
-//!   no outcome contradicting a decision (§6.3), no value offered or escrowed twice (§6.5);
+//! - [`check_always`]: what must hold at every moment — every value in one place: no value
+//!   spendable in two vaults or vanished, every received value backed by a receipt (§6.1); no
+//!   session of either role contradicting a decision on its own terms (§6.3); no value offered or
+//!   escrowed twice, every offered value locked (§6.5);
 //! - [`check_at_rest`]: what must hold once every session has ended — every issued value spendable
-//!   in exactly one vault (§6.1) and both sides of each exchange ending alike (§6.2);
+//!   in exactly one vault and no other value in any vault (§6.1), both sides of each exchange
+//!   ending alike on the same terms, with the vault contents their outcome says (§6.2);
+//!   [`check_at_rest_partial`] when some counterparties are not audited;
 //! - [`check_world`]: both, for a simulated exchange, plus the literal fairness of §6.2
 //!   (A holds V2 and B holds V1, or A holds V1 and B holds V2);
 //! - termination (§6.4) is [`World::heal`](crate::sim::World::heal) followed by [`check_at_rest`].
@@ -19,13 +23,20 @@
 //! assert!(check_world(&world).is_ok());
 //! ```
 
+mod agreement;
+mod holding;
+mod receipts;
+mod rest;
+mod sides;
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
 use valex_arbiter::DecisionRecord;
-use valex_node::exchange::{NodeState, Session, SessionOutcome};
+use valex_node::exchange::{NodeState, Session};
 use valex_proto::Digest;
-use valex_proto::message::Outcome;
 use valex_proto::value::ValueId;
 
 use crate::sim::{Role, World};
@@ -90,123 +101,62 @@ pub fn session_s2(session: &Session) -> Option<Digest> {
     }
 }
 
-/// Checks what must hold at every moment; returns the first violation.
-pub fn check_always(nodes: &[NamedState<'_>], decisions: &BTreeMap<Digest, DecisionRecord>) -> Result<(), Violation> {
-    // §6.1: never spendable in two vaults.
-    let mut holders: BTreeMap<ValueId, &str> = BTreeMap::new();
+/// Checks what must hold at every moment; returns the first violation. `issued` are the values
+/// that never leave these nodes (every value issued, when `nodes` are all the parties; none, when
+/// some counterparties are not audited): each must be somewhere at every moment.
+///
+/// - §6.1: no value spendable in two vaults, nor spendable at one node while an open session of
+///   another holds it (unless that session's counterpart has ended with it); every value of
+///   `issued` in a vault or held by an open session; every lock held by the open STARTED session
+///   that offers the value (no lock left by an ended session); every value received in exchange
+///   backed by its DONE session and a receipt that verifies;
+/// - §6.3: no session, of either role in any phase, contradicts a decision on its exchange (an
+///   initiator that is STARTED or ABORTED contradicts a COMPLETED one), a decision for a
+///   session's s2 is bound to the session's own h and arbiter, and a value returned from escrow
+///   comes with the arbiter's CANCELLED decision;
+/// - §6.5: each value offered or escrowed by at most one open session, an escrowed value out of
+///   the vault, and every STARTED session's V1 locked.
+pub fn check_always(nodes: &[NamedState<'_>], decisions: &BTreeMap<Digest, DecisionRecord>, issued: &[ValueId]) -> Result<(), Violation> {
+    holding::spendable_once(nodes)?;
     for node in nodes {
-        for value in node.state.spendable() {
-            if let Some(other) = holders.insert(value.id(), node.name) {
-                return Err(Violation::new(
-                    Invariant::Conservation,
-                    format!("value {} ({}) is spendable in the vaults of both {other} and {}", value.id().short(), value.kind(), node.name),
-                ));
-            }
-        }
+        holding::locks_match_offers(node)?;
+        holding::escrowed_once(node)?;
+    }
+    holding::not_spendable_while_held_elsewhere(nodes)?;
+    holding::nothing_vanished(nodes, issued)?;
+    let by_s1 = agreement::by_s1(decisions);
+    for node in nodes {
+        agreement::agrees_with_decisions(node, decisions, &by_s1)?;
     }
     for node in nodes {
-        // §6.5: each value offered (locked) or escrowed by at most one open session of a node,
-        // and an escrowed value is not also spendable there.
-        let mut offered: BTreeMap<ValueId, Digest> = BTreeMap::new();
-        for (value, session) in &node.state.locks {
-            offered.insert(*value, *session);
-        }
-        for session in node.state.open_sessions() {
-            for value in session.escrowed() {
-                if let Some(other) = offered.insert(value, session.id())
-                    && other != session.id()
-                {
-                    return Err(Violation::new(
-                        Invariant::SingleEscrow,
-                        format!(
-                            "{}: value {} is held by sessions {} and {}",
-                            node.name,
-                            value.short(),
-                            other.short(),
-                            session.id().short()
-                        ),
-                    ));
-                }
-                if node.state.is_spendable(&value) {
-                    return Err(Violation::new(
-                        Invariant::SingleEscrow,
-                        format!(
-                            "{}: value {} is escrowed by session {} and spendable in the vault",
-                            node.name,
-                            value.short(),
-                            session.id().short()
-                        ),
-                    ));
-                }
-            }
-        }
-        // §6.3: a terminal session agrees with the arbiter's decision for its s2.
-        for session in node.state.sessions.values() {
-            let Some(record) = session_s2(session).and_then(|s2| decisions.get(&s2)) else { continue };
-            let outcome = session.outcome();
-            let contradicts = match record.decision.outcome {
-                Outcome::Completed => matches!(outcome, SessionOutcome::Cancelled | SessionOutcome::Aborted),
-                Outcome::Cancelled => outcome == SessionOutcome::Done,
-            };
-            if contradicts {
-                return Err(Violation::new(
-                    Invariant::Agreement,
-                    format!(
-                        "{}: session {} ended {} but the arbiter decided {}",
-                        node.name,
-                        session.id().short(),
-                        outcome.as_str(),
-                        record.decision.outcome.name()
-                    ),
-                ));
-            }
-        }
+        receipts::vault_is_justified(node)?;
     }
     Ok(())
 }
 
-/// Checks what must hold once every session has ended: every value of `issued` spendable in
-/// exactly one vault, and the two sides of every exchange ending alike.
+/// Checks what must hold once every session has ended, when `nodes` are every party of their
+/// exchanges and `issued` every value issued to them:
+///
+/// - §6.1: every value of `issued` spendable in exactly one vault, and every value in any vault
+///   one of `issued` (nothing minted);
+/// - §6.2: every session, initiator or responder, has its counterpart on another node (a
+///   responder, or an initiator that agreed terms), both ended alike (both DONE, or neither) on
+///   the same h and s2, and each node's vault holds what the outcome gives it (DONE: the value
+///   received, not the one given; CANCELLED or ABORTED: the one offered) unless a later exchange
+///   moved it on.
 pub fn check_at_rest(nodes: &[NamedState<'_>], issued: &[ValueId]) -> Result<(), Violation> {
-    for id in issued {
-        let holders: Vec<&str> = nodes.iter().filter(|n| n.state.is_spendable(id)).map(|n| n.name).collect();
-        if holders.len() != 1 {
-            return Err(Violation::new(
-                Invariant::Conservation,
-                format!("at rest, value {} is spendable in {} vaults {holders:?}, not exactly one", id.short(), holders.len()),
-            ));
-        }
-    }
-    // §6.2 per exchange: pair each initiator session with the responder session of the same s1.
-    for a in nodes {
-        for session in a.state.sessions.values().filter(|s| matches!(s, Session::Initiator(_))) {
-            let counterpart = nodes.iter().find_map(|b| match b.state.sessions.get(&session.id()) {
-                Some(other @ Session::Responder(_)) => Some((b.name, other.outcome())),
-                _ => None,
-            });
-            let ours = session.outcome();
-            let theirs = counterpart.map(|(_, o)| o);
-            let alike = match ours {
-                SessionOutcome::Done => theirs == Some(SessionOutcome::Done),
-                SessionOutcome::Cancelled | SessionOutcome::Aborted => theirs != Some(SessionOutcome::Done),
-                SessionOutcome::Open => true, // not at rest: nothing to compare yet
-            };
-            if !alike {
-                return Err(Violation::new(
-                    Invariant::Fairness,
-                    format!(
-                        "session {}: initiator {} ended {}, responder {} ended {}",
-                        session.id().short(),
-                        a.name,
-                        ours.as_str(),
-                        counterpart.map_or("-", |(n, _)| n),
-                        theirs.map_or("with no session", SessionOutcome::as_str)
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
+    rest::each_value_once(nodes, issued, true)?;
+    rest::both_sides_alike(nodes, true)?;
+    rest::vaults_match_outcomes(nodes)
+}
+
+/// [`check_at_rest`] for an audit that sees only some of the parties (honest nodes that also
+/// exchanged with peers not audited, as in the hostile-peer tests): values outside `issued` may
+/// be in the vaults, and a session whose counterpart is not among `nodes` is not compared.
+pub fn check_at_rest_partial(nodes: &[NamedState<'_>], issued: &[ValueId]) -> Result<(), Violation> {
+    rest::each_value_once(nodes, issued, false)?;
+    rest::both_sides_alike(nodes, false)?;
+    rest::vaults_match_outcomes(nodes)
 }
 
 /// Whether every session of every node has ended.
@@ -225,9 +175,9 @@ fn world_nodes(world: &World, durable: bool) -> [NamedState<'_>; 2] {
 pub fn check_world(world: &World) -> Result<(), Violation> {
     for durable in [false, true] {
         let nodes = world_nodes(world, durable);
-        check_always(&nodes, &world.t)?;
+        let (v1, v2) = (world.cast().v1.id(), world.cast().v2.id());
+        check_always(&nodes, &world.t, &[v1, v2])?;
         if all_terminal(&nodes) {
-            let (v1, v2) = (world.cast().v1.id(), world.cast().v2.id());
             check_at_rest(&nodes, &[v1, v2])?;
             let [a, b] = nodes;
             let swapped = a.state.is_spendable(&v2) && b.state.is_spendable(&v1);

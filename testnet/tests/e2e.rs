@@ -259,7 +259,7 @@ impl StoppedNode {
 /// what must hold at rest (every session ended) for the values issued in the test.
 fn audit(states: &[(&str, NodeState)], decisions: &BTreeMap<Digest, DecisionRecord>, issued: &[ValueId]) {
     let named: Vec<NamedState<'_>> = states.iter().map(|(name, state)| NamedState { name, state }).collect();
-    check_always(&named, decisions).unwrap();
+    check_always(&named, decisions, issued).unwrap();
     assert!(
         valex_testnet::invariants::all_terminal(&named),
         "not at rest: {:#?}",

@@ -3,7 +3,8 @@
 //! every crash is followed by a restart. Most kills hit a party of an exchange that has just
 //! started, a random few milliseconds in, so crashes land in every protocol step. Deterministic
 //! given the seed (which victims, which delays); where in the protocol each kill lands depends on
-//! timing.
+//! timing, so each kill of a node records the sessions its store held open when it died (read
+//! while it is down: nothing writes the store then), and the audit fails a run where none did.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,7 +13,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::watch;
 
-use super::cluster::Cluster;
+use valex_node::store::{RocksStore, Store};
+
+use super::cluster::{Cluster, Kind};
 
 /// Timing of the chaos.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +48,25 @@ pub struct ChaosEvent {
     pub down_ms: u64,
     /// Whether the restart succeeded.
     pub restarted: bool,
+    /// The sessions (short ids) the victim's store held open when it was killed — the exchanges
+    /// the kill landed inside; `None` for an arbiter, or a store that could not be read.
+    pub open_sessions: Option<Vec<String>>,
+}
+
+impl ChaosEvent {
+    /// Whether the kill landed inside an exchange: its victim had an open session.
+    pub fn inside_exchange(&self) -> bool {
+        self.open_sessions.as_ref().is_some_and(|open| !open.is_empty())
+    }
+}
+
+/// The open sessions in the store of a node that is down (short ids), or `None` if it cannot be
+/// read. Opening the store is what the node itself does first on restart.
+fn open_sessions_at(db: std::path::PathBuf) -> Option<Vec<String>> {
+    let mut store =
+        RocksStore::open(&db).map_err(|e| tracing::warn!(db = %db.display(), error = %e, "chaos: reading the victim's store")).ok()?;
+    let loaded = store.load().map_err(|e| tracing::warn!(db = %db.display(), error = %e, "chaos: loading the victim's store")).ok()?;
+    Some(loaded.state.open_sessions().map(|s| s.id().short()).collect())
 }
 
 /// Runs until `stop` turns true; returns what it did. `starts` announces each exchange's
@@ -88,17 +110,56 @@ pub async fn run(
         let range = if rng.gen_range(0..100) < long_share { long_range } else { config.down_ms };
         let down_ms = rng.gen_range(range.0..=range.1);
         let at_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let name = match cluster.lock() {
+        let (name, db) = match cluster.lock() {
             Ok(mut c) => {
-                c.members[victim].kill();
-                c.members[victim].name.clone()
+                let member = &mut c.members[victim];
+                member.kill();
+                (member.name.clone(), (member.kind == Kind::Node).then(|| member.data_dir.join("db")))
             }
             Err(_) => return events,
         };
         tracing::info!(victim = %name, down_ms, "chaos: SIGKILL");
+        let down_until = tokio::time::Instant::now() + Duration::from_millis(down_ms);
+        let open_sessions = match db {
+            Some(db) => tokio::task::spawn_blocking(move || open_sessions_at(db)).await.ok().flatten(),
+            None => None,
+        };
         // Stay down for the whole delay even if told to stop: the restart always happens.
-        tokio::time::sleep(Duration::from_millis(down_ms)).await;
+        tokio::time::sleep_until(down_until).await;
         let restarted = cluster.lock().map(|mut c| c.start(victim).is_ok()).unwrap_or(false);
-        events.push(ChaosEvent { at_ms, victim: name, down_ms, restarted });
+        events.push(ChaosEvent { at_ms, victim: name, down_ms, restarted, open_sessions });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use valex_node::exchange::{WriteBatch, WriteOp};
+
+    use super::*;
+    use crate::sim::{Action, Role, World, WorldConfig};
+
+    #[test]
+    fn a_kill_reads_the_sessions_its_victim_left_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        let mut world = World::new(WorldConfig::default());
+        world.apply(&Action::Start).unwrap();
+        let session = world.party(Role::A).persisted.sessions.values().next().cloned().unwrap();
+        let mut store = RocksStore::open(&db).unwrap();
+        store.commit(&WriteBatch::new(vec![WriteOp::PutSession(Box::new(session.clone()))])).unwrap();
+        drop(store);
+        let open = open_sessions_at(db.clone());
+        assert_eq!(open, Some(vec![session.id().short()]));
+        let event = ChaosEvent { at_ms: 0, victim: "node-0".into(), down_ms: 1, restarted: true, open_sessions: open };
+        assert!(event.inside_exchange());
+        // An ended session is not an exchange the kill landed inside.
+        world.apply(&Action::Drop { index: 0 }).unwrap();
+        let (id, kind) = *world.a.timers.keys().find(|(_, k)| *k == valex_node::exchange::TimerKind::Deadline).unwrap();
+        world.apply(&Action::Fire { role: Role::A, session: id, kind }).unwrap();
+        let ended = world.party(Role::A).persisted.sessions.values().next().cloned().unwrap();
+        let mut store = RocksStore::open(&db).unwrap();
+        store.commit(&WriteBatch::new(vec![WriteOp::PutSession(Box::new(ended))])).unwrap();
+        drop(store);
+        assert_eq!(open_sessions_at(db), Some(Vec::new()));
     }
 }

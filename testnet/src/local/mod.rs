@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use valex_proto::Digest;
 
 use self::audit::Audit;
 use self::chaos::ChaosConfig;
@@ -155,10 +154,10 @@ pub async fn run(config: &RunConfig) -> Result<Report> {
     };
     status("auditing every vault and every arbiter decision");
     let mut audit = Audit::read(&nodes, &arbiters)?;
-    let issued_ids: Vec<Digest> = issued.iter().filter_map(|id| Digest::from_hex(id)).collect();
-    audit.check(&issued_ids, &logs);
+    audit.check(&issued, &logs);
+    audit.check_coverage(plan.len(), config.chaos.then_some(chaos_events.as_slice()));
 
-    let report = Report::new(config, &attempts, &audit, &chaos_events, exchange_time, settle_time, still_open, processes, issued_ids.len());
+    let report = Report::new(config, &attempts, &audit, &chaos_events, exchange_time, settle_time, still_open, processes, issued.len());
     std::fs::write(&config.report, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", config.report.display()))?;
     Ok(report)
 }

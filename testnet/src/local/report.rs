@@ -31,6 +31,8 @@ pub struct AuditFigures {
     pub history: Option<String>,
     /// Records set aside as corrupt while loading.
     pub set_aside: Vec<String>,
+    /// Why the run proved too little to pass (see [`Audit::shortfalls`]).
+    pub shortfalls: Vec<String>,
     /// Values audited.
     pub values: usize,
 }
@@ -131,10 +133,11 @@ impl Report {
             chaos_events: chaos_events.to_vec(),
             processes,
             audit: AuditFigures {
-                passed: audit.violation.is_none() && audit.set_aside.is_empty(),
+                passed: audit.passed(),
                 violation: audit.violation.as_ref().map(|(v, _)| v.to_string()),
                 history: audit.violation.as_ref().map(|(_, h)| h.clone()),
                 set_aside: audit.set_aside.clone(),
+                shortfalls: audit.shortfalls.clone(),
                 values,
             },
         }
@@ -167,6 +170,7 @@ impl fmt::Display for Report {
         writeln!(f, "  exchanges per second    {:>8.1}", self.exchanges_per_second)?;
         writeln!(f, "  exchange phase          {:>8.1} s (+{:.1} s to settle)", self.exchange_seconds, self.settle_seconds)?;
         writeln!(f, "  processes killed        {:>8}", self.chaos_events.len())?;
+        writeln!(f, "  kills inside exchanges  {:>8}", self.chaos_events.iter().filter(|e| e.inside_exchange()).count())?;
         let peak = self.processes.iter().filter(|p| p.name.starts_with("node")).map(|p| p.peak_rss_mib).fold(0.0, f64::max);
         writeln!(f, "  peak memory per node    {:>8.1} MiB (max)", peak)?;
         if self.audit.passed {
@@ -176,9 +180,13 @@ impl fmt::Display for Report {
                 self.audit.values
             )
         } else {
-            writeln!(f, "  audit: FAILED — {}", self.audit.violation.as_deref().unwrap_or("records set aside as corrupt"))?;
+            let why = self.audit.violation.as_deref().or(self.audit.shortfalls.first().map(String::as_str));
+            writeln!(f, "  audit: FAILED — {}", why.unwrap_or("records set aside as corrupt"))?;
             for line in &self.audit.set_aside {
                 writeln!(f, "    set aside: {line}")?;
+            }
+            for line in &self.audit.shortfalls {
+                writeln!(f, "    shortfall: {line}")?;
             }
             if let Some(history) = &self.audit.history {
                 write!(f, "{history}")?;
