@@ -11,9 +11,13 @@
 //! [`valex_node::store::record`] for why JSON). The format check, the synced writes and the
 //! quarantine are the RocksDB conventions the node's store follows too
 //! ([`valex_node::store::rocks_db`]); a record that cannot be written or loaded is a
-//! [`RecordError`] naming its column, its key and why. Every write is synced. First request wins is the
-//! [`Arbiter`](crate::Arbiter)'s rule, not the store's: [`DecisionStore::put`] writes what it is
-//! given, and the driver only calls it with [`ArbiterStep::persist`](crate::ArbiterStep).
+//! [`RecordError`] naming its column, its key and why. Every write is synced.
+//!
+//! First request wins is the [`Arbiter`](crate::Arbiter)'s rule, and the store's too: the driver
+//! only calls [`DecisionStore::put`] with [`ArbiterStep::persist`](crate::ArbiterStep), and `put`
+//! never replaces what is on disk. A second, different decision for a stored s2 is refused
+//! ([`InvalidDecision::AlreadyDecided`], carrying the stored record, which stands), so an arbiter
+//! whose memory and disk disagree cannot overwrite a decision a party may already hold.
 //!
 //! Loading checks each decision against the store's own arbiter key: the record's s2 is its key,
 //! its terms name this arbiter, its h is the terms' hash and its signature is this arbiter's. A
@@ -121,6 +125,21 @@ pub enum InvalidDecision {
     /// The decision is not this arbiter's signature over the terms' h and the record's s2.
     #[error("decision does not check out: {0}")]
     Unverified(#[source] DecisionError),
+    /// Another decision is already stored for the s2; it stands (first request wins).
+    #[error("s2 {} already has a decision ({}); first request wins", .stored.decision.s2, .stored.decision.outcome.name())]
+    AlreadyDecided {
+        /// The stored record.
+        stored: Box<DecisionRecord>,
+    },
+    /// The s2's key already holds a record that does not check out; it is left for the next
+    /// load to set aside, never overwritten.
+    #[error("s2 {s2} holds an unreadable record ({reason}); not overwritten")]
+    OccupiedByUnreadable {
+        /// The s2.
+        s2: Digest,
+        /// Why the stored record does not check out.
+        reason: String,
+    },
 }
 
 /// The arbiter's durable decisions, in a RocksDB directory.
@@ -155,13 +174,25 @@ impl DecisionStore {
         self.db.path()
     }
 
-    /// Durably records a decision (one synced write), replacing any record for its s2. Refuses a
-    /// record that does not check out against this store's arbiter (a [`StoreError::Record`] whose
-    /// defect is [`RecordDefect::Invalid`]).
+    /// Durably records the decision for an s2 that has none (one synced write). First request
+    /// wins on disk: a record equal to the stored one is accepted without a write; any other
+    /// record for an s2 already decided is refused with [`InvalidDecision::AlreadyDecided`]
+    /// (carrying the stored record), and one for an s2 whose stored record does not check out
+    /// with [`InvalidDecision::OccupiedByUnreadable`]. Refuses too a record that does not check
+    /// out against this store's arbiter. Every refusal is a [`StoreError::Record`] whose defect is
+    /// [`RecordDefect::Invalid`] holding the [`InvalidDecision`], and writes nothing.
     pub fn put(&mut self, record: &DecisionRecord) -> Result<(), StoreError> {
         let s2 = record.decision.s2;
         let at = |defect: RecordDefect| defect.at(columns::DECISIONS, &s2.0);
         check_decision(&self.arbiter, &s2, record).map_err(|e| at(RecordDefect::invalid(e)))?;
+        if let Some(stored) = self.db.get(columns::DECISIONS, &s2.0)? {
+            let refusal = match accept_decision(&self.arbiter, &s2.0, &stored) {
+                Ok((_, stored)) if stored == *record => return Ok(()),
+                Ok((_, stored)) => InvalidDecision::AlreadyDecided { stored: Box::new(stored) },
+                Err(defect) => InvalidDecision::OccupiedByUnreadable { s2, reason: defect.to_string() },
+            };
+            return Err(at(RecordDefect::invalid(refusal)).into());
+        }
         let bytes = FORMAT.encode(record).map_err(at)?;
         let mut write = rocksdb::WriteBatch::default();
         write.put_cf(self.db.cf(columns::DECISIONS)?, s2, bytes);

@@ -1,6 +1,6 @@
 //! DecisionStore: decisions round-trip through a reopen, the Arbiter rebuilt from them keeps
-//! first-request-wins, tampered or foreign decisions are set aside, equivocation evidence is
-//! appended.
+//! first-request-wins, the store itself never replaces a stored decision (first wins on disk too),
+//! tampered or foreign decisions are set aside, equivocation evidence is appended.
 
 use std::path::Path;
 
@@ -95,6 +95,62 @@ fn decisions_round_trip_and_the_rebuilt_arbiter_keeps_the_first_decision() {
     assert!(late.persist.is_none());
     assert_eq!(decision(&late), &loaded.decisions[&s2].decision);
     assert_eq!(decision(&late).outcome, Outcome::Cancelled);
+}
+
+/// First request wins on disk, not only in the Arbiter's memory: an arbiter that has forgotten
+/// a decision (a fresh `Arbiter` over an empty map, as after a lost load) decides the same s2 the
+/// other way, and the store, reopened, refuses to let the second decision replace the first.
+#[test]
+fn a_second_decision_for_a_stored_s2_never_replaces_the_first_on_disk() {
+    let p = parties();
+    let dir = tempfile::tempdir().unwrap();
+    let (terms, s2) = (p.terms(1), Digest([42; 32]));
+    let first = Arbiter::new(p.t.clone(), Default::default()).handle(p.b.peer_id(), p.cancel(&terms, s2), 1_000).unwrap();
+    let first = first.persist.unwrap();
+    DecisionStore::open(dir.path(), p.t.peer_id()).unwrap().put(&first).unwrap();
+
+    let second = Arbiter::new(p.t.clone(), Default::default()).handle(p.a.peer_id(), p.complete(&terms, s2), 2_000).unwrap();
+    let second = second.persist.unwrap();
+    assert_eq!((first.decision.outcome, second.decision.outcome), (Outcome::Cancelled, Outcome::Completed));
+    let mut store = DecisionStore::open(dir.path(), p.t.peer_id()).unwrap();
+    let err = store.put(&second).unwrap_err();
+    let refused_with = match &err {
+        StoreError::Record(RecordError { column: columns::DECISIONS, key, defect: RecordDefect::Invalid(why) }) if key == &s2.0 => {
+            why.downcast_ref::<InvalidDecision>().cloned()
+        }
+        _ => None,
+    };
+    assert_eq!(refused_with, Some(InvalidDecision::AlreadyDecided { stored: Box::new(first.clone()) }), "{err}");
+    // The same record again is accepted (a retried write), and changes nothing.
+    store.put(&first).unwrap();
+    drop(store);
+
+    let loaded = DecisionStore::open(dir.path(), p.t.peer_id()).unwrap().load().unwrap();
+    assert!(loaded.set_aside.is_empty());
+    assert_eq!(loaded.decisions.len(), 1);
+    assert_eq!(loaded.decisions[&s2], first, "the first decision stands on disk");
+}
+
+/// A key holding a record that does not check out is not overwritten either: the next load sets
+/// it aside (and reports it), instead of a put silently burying it.
+#[test]
+fn put_does_not_overwrite_an_unreadable_record() {
+    let p = parties();
+    let dir = tempfile::tempdir().unwrap();
+    let (terms, s2) = (p.terms(1), Digest([42; 32]));
+    drop(DecisionStore::open(dir.path(), p.t.peer_id()).unwrap());
+    write_raw(dir.path(), columns::DECISIONS, &s2.0, b"\x01{\"decision\":");
+    let step = Arbiter::new(p.t.clone(), Default::default()).handle(p.b.peer_id(), p.cancel(&terms, s2), 1_000).unwrap();
+    let mut store = DecisionStore::open(dir.path(), p.t.peer_id()).unwrap();
+    let err = store.put(step.persist.as_ref().unwrap()).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Record(RecordError { defect: RecordDefect::Invalid(why), .. })
+            if matches!(why.downcast_ref::<InvalidDecision>(), Some(InvalidDecision::OccupiedByUnreadable { .. }))),
+        "{err}"
+    );
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.set_aside.len(), 1, "the unreadable record is still there to be set aside");
+    assert!(loaded.decisions.is_empty());
 }
 
 #[test]

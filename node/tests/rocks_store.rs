@@ -307,8 +307,14 @@ fn crash_value(i: u32) -> Value {
     Value::issue(&key(9), "coin", u64::from(i), vec![0; 512], serial).unwrap()
 }
 
+/// How many commits the child must have acknowledged before it is killed: a child that died
+/// (or stopped writing) earlier fails the test instead of passing on an almost empty store.
+const ACKNOWLEDGED_BEFORE_KILL: u32 = 30;
+
 #[test]
 fn sigkill_mid_commit_leaves_whole_batches_only() {
+    use std::os::unix::process::ExitStatusExt as _;
+
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "crash_child_commits_until_killed", "--ignored", "--nocapture", "--test-threads=1"])
@@ -317,7 +323,7 @@ fn sigkill_mid_commit_leaves_whole_batches_only() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait (on the child's own output, bounded by its 100 000 commits) until 30 commits are
+    // Wait (on the child's own output, bounded by its 100 000 commits) until enough commits are
     // acknowledged, then kill it wherever it is.
     let mut acknowledged = None;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
@@ -325,14 +331,16 @@ fn sigkill_mid_commit_leaves_whole_batches_only() {
         if let Some(i) = line.strip_prefix("committed ") {
             let i: u32 = i.trim().parse().unwrap();
             acknowledged = Some(i);
-            if i >= 30 {
+            if i >= ACKNOWLEDGED_BEFORE_KILL {
                 break;
             }
         }
     }
     child.kill().unwrap();
-    child.wait().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "the child did not die by SIGKILL: {status}");
     let acknowledged = acknowledged.expect("the child committed nothing");
+    assert!(acknowledged >= ACKNOWLEDGED_BEFORE_KILL, "the child acknowledged only {} commits before it died", acknowledged + 1);
 
     let (_, state, set_aside) = reopen(dir.path());
     assert!(set_aside.is_empty());

@@ -1,16 +1,19 @@
 //! End-to-end tests: real libp2p swarms in one process (127.0.0.1, tcp port 0), nodes and the
-//! arbiter server on RocksDB stores in temporary directories, and protocol.md §6 audited over every
-//! vault and the arbiter's decisions after each run.
+//! arbiter server on RocksDB stores in temporary directories, and protocol.md §6 audited over what
+//! every node's database and the arbiter's database hold after each run.
 //!
-//! Crashes are modelled by shutting a node's event loop down at a chosen moment: every state
-//! change is committed (synced) before the message that reveals it, so stopping the loop between
-//! two steps is exactly a crash there. The node restarts from the same RocksDB directory and the
-//! same address.
+//! Crashes are real: each node runs on its own thread and tokio runtime (`support::crash`), and a
+//! crash drops that runtime without the node ever being asked to shut down — nothing it had not
+//! yet done happens, and its store is left as a killed process leaves it. The node restarts from
+//! the same RocksDB directory and the same address. Every audit reads the databases after the
+//! nodes have crashed (`support::audit`: reopen + load), never the running core.
 //!
-//! Lost messages are modelled with the same rule: every node runs over a partitionable transport
-//! (`support::partition`) on a store that reports its commits (`support::observed`); a commit
-//! callback that cuts the node off from its counterparty loses the message that commit precedes,
-//! and every later one between them until the test heals the partition.
+//! Lost messages are modelled with the write-ahead rule: every node runs over a partitionable
+//! transport (`support::partition`) on a store that reports its commits (`support::observed`); a
+//! commit callback that cuts the node off from its counterparty loses the message that commit
+//! precedes, and every later one between them until the test heals the partition. That the rule
+//! holds — each commit before the message revealing it — is checked by order, in one log of
+//! commits and sends (`support::order`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,16 +27,18 @@ use valex_arbiter::DecisionRecord;
 use valex_arbiter::server::{self, ArbiterConfig, ArbiterHandle};
 use valex_arbiter::store::DecisionStore;
 use valex_node::exchange::{ArbiterPolicy, NodeState, SessionId, SessionOutcome, StaticPolicy, Timing, WriteBatch};
-use valex_node::runtime::{self, DiscoveryConfig, EventLoopHandle, Node, NodeConfig, StartExchange};
+use valex_node::runtime::{DiscoveryConfig, Node, NodeConfig, SendObserver, StartExchange};
 use valex_node::store::{RocksStore, Store};
 use valex_proto::crypto::Keypair;
 use valex_proto::message::{ExchangeRequest, ExchangeResponse, Want};
 use valex_proto::value::ValueId;
 use valex_proto::{Digest, PeerId};
-use valex_testnet::invariants::{NamedState, check_always, check_at_rest};
 
 mod support;
+use support::audit::{audit_at_rest, stored_decisions, stored_state};
+use support::crash::IsolatedNode;
 use support::observed::{ObservedStore, OnCommit, initiator_enters, responder_enters};
+use support::order::{Log, Message};
 use support::partition::Partition;
 use support::{RawCodec, fast_timing, framed, wait_until, with_p2p, within};
 
@@ -86,6 +91,8 @@ impl TestArbiter {
         StoppedArbiter { key: self.key, dir: self.dir, addr: self.addr }
     }
 
+    /// The decisions the running arbiter holds in memory (for assertions during a run; audits
+    /// read [`StoppedArbiter::decisions`]).
     async fn decisions(&self) -> BTreeMap<Digest, DecisionRecord> {
         self.handle.decisions().await.unwrap()
     }
@@ -103,8 +110,9 @@ impl StoppedArbiter {
         TestArbiter::start_at(self.key, self.dir, self.addr).await
     }
 
+    /// What its database holds.
     fn decisions(&self) -> BTreeMap<Digest, DecisionRecord> {
-        DecisionStore::open(&self.dir, self.key.peer_id()).unwrap().load().unwrap().decisions
+        stored_decisions(&self.dir, self.key.peer_id())
     }
 }
 
@@ -119,6 +127,10 @@ struct Setup {
     partition: Option<Partition>,
     /// Called with every batch the node commits, before the messages that follow it are sent.
     on_commit: Option<OnCommit>,
+    /// Called with every message the node sends, as the write-ahead driver hands it over.
+    on_send: Option<SendObserver>,
+    /// While above zero, the node's commits fail (counting down).
+    commit_failures: Option<Arc<AtomicUsize>>,
 }
 
 impl Default for Setup {
@@ -135,6 +147,8 @@ impl Default for Setup {
             arbiters: ArbiterPolicy::Any,
             partition: None,
             on_commit: None,
+            on_send: None,
+            commit_failures: None,
         }
     }
 }
@@ -174,14 +188,17 @@ fn notify_when(enters: fn(&WriteBatch, &str) -> Option<PeerId>, phase: &'static 
     (on_commit, rx)
 }
 
-/// A running node on a RocksDB store, and what it needs to restart the same.
+/// A running node on a RocksDB store, on its own thread and runtime, and what it needs to
+/// restart the same.
 struct TestNode {
     name: &'static str,
     key: Keypair,
     dir: PathBuf,
     addr: Multiaddr,
+    /// The handle the test drives the node with.
     node: Node,
-    event_loop: EventLoopHandle,
+    /// The node's thread and runtime: crashing it is the only way the node stops.
+    process: IsolatedNode,
     /// The node's partition: the test heals it (or cuts it) at will.
     partition: Partition,
 }
@@ -204,13 +221,16 @@ impl TestNode {
         config.timing = setup.timing;
         config.default_ttl_ms = 5_000;
         config.discovery = setup.discovery;
+        config.observe_sends = setup.on_send;
         let partition = setup.partition.unwrap_or_default();
         let transport = partition.transport(&key);
         let on_commit = setup.on_commit.unwrap_or_else(|| Arc::new(|_| {}));
-        let store = ObservedStore::new(RocksStore::open(&dir).unwrap(), on_commit);
-        let (node, event_loop) = within("node start", STEP, runtime::start_with_transport(config, store, transport)).await.unwrap();
+        let failures = setup.commit_failures.unwrap_or_default();
+        let store = ObservedStore::new(FlakyStore { inner: RocksStore::open(&dir).unwrap(), failures }, on_commit);
+        let process = within("node start", STEP, IsolatedNode::start(config, store, transport)).await.unwrap();
+        let node = process.node().clone();
         let addr = node.listen_addrs().await.unwrap()[0].clone();
-        Self { name, key, dir, addr, node, event_loop, partition }
+        Self { name, key, dir, addr, node, process, partition }
     }
 
     fn peer(&self) -> PeerId {
@@ -221,15 +241,10 @@ impl TestNode {
         with_p2p(&self.addr, &self.peer())
     }
 
-    /// Stops the node between two steps: a crash, as far as its store can tell.
+    /// Crashes the node wherever it is (no shutdown), leaving its database as a crash leaves it.
     async fn crash(self) -> StoppedNode {
-        self.node.shutdown().await.unwrap();
-        within("node stop", STEP, self.event_loop.join()).await;
+        within("node crash", STEP, self.process.crash()).await;
         StoppedNode { name: self.name, key: self.key, dir: self.dir, addr: self.addr }
-    }
-
-    async fn snapshot(&self) -> NodeState {
-        self.node.snapshot().await.unwrap()
     }
 
     async fn wait_terminal(&self, session: SessionId) -> valex_node::runtime::ExchangeResult {
@@ -237,7 +252,7 @@ impl TestNode {
     }
 }
 
-/// A stopped node: restart it from the same store and address.
+/// A crashed node: read its database, or restart it from there on the same address.
 struct StoppedNode {
     name: &'static str,
     key: Keypair,
@@ -250,22 +265,22 @@ impl StoppedNode {
         TestNode::start_at(self.name, self.key, self.dir, self.addr, bootstrap, setup).await
     }
 
+    /// What its database holds, reopened and loaded as a restart would.
     fn state(&self) -> NodeState {
-        RocksStore::open(&self.dir).unwrap().load().unwrap().state
+        stored_state(&self.dir)
     }
 }
 
-/// protocol.md §6 over the nodes' states and the arbiter's decisions: what must always hold, and
-/// what must hold at rest (every session ended) for the values issued in the test.
-fn audit(states: &[(&str, NodeState)], decisions: &BTreeMap<Digest, DecisionRecord>, issued: &[ValueId]) {
-    let named: Vec<NamedState<'_>> = states.iter().map(|(name, state)| NamedState { name, state }).collect();
-    check_always(&named, decisions, issued).unwrap();
-    assert!(
-        valex_testnet::invariants::all_terminal(&named),
-        "not at rest: {:#?}",
-        states.iter().map(|(n, s)| (n, s.open_sessions().count())).collect::<Vec<_>>()
-    );
-    check_at_rest(&named, issued).unwrap();
+/// Ends a run: crashes every node, stops the arbiter, and audits protocol.md §6 over what their
+/// databases hold, at rest, for the values `issued` in the test.
+async fn crash_and_audit(nodes: Vec<TestNode>, arbiter: TestArbiter, issued: &[ValueId]) {
+    let mut stopped = Vec::new();
+    for node in nodes {
+        stopped.push(node.crash().await);
+    }
+    let arbiter = arbiter.stop().await;
+    let states: Vec<(&str, NodeState)> = stopped.iter().map(|node| (node.name, node.state())).collect();
+    audit_at_rest(&states, &arbiter.decisions(), issued);
 }
 
 async fn wait_for_arbiter(node: &TestNode, arbiter: PeerId, via_kademlia: bool) {
@@ -305,10 +320,7 @@ async fn normal_exchange(kademlia: bool) {
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].arbiter, arbiter.peer());
 
-    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &arbiter.decisions().await, &[ticket.id(), voucher.id()]);
-    a.crash().await;
-    b.crash().await;
-    arbiter.stop().await;
+    crash_and_audit(vec![a, b], arbiter, &[ticket.id(), voucher.id()]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,10 +368,7 @@ async fn b_responder_crashes_after_m2_and_restarts() {
     assert_eq!(result.outcome, SessionOutcome::Done, "{result:?}");
     assert!(!result.settled_by_arbiter);
     assert_eq!(b.wait_terminal(session).await.outcome, SessionOutcome::Done);
-    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &arbiter.decisions().await, &[ticket.id(), voucher.id()]);
-    a.crash().await;
-    b.crash().await;
-    arbiter.stop().await;
+    crash_and_audit(vec![a, b], arbiter, &[ticket.id(), voucher.id()]).await;
 }
 
 /// (c) A crashes after sending M3 and every r2 from B is lost: A restarts, retries M3 until the
@@ -391,10 +400,7 @@ async fn c_initiator_crashes_after_m3_with_r2_lost_and_settles_via_the_arbiter()
     let decisions = arbiter.decisions().await;
     assert_eq!(decisions.len(), 1);
     assert_eq!(decisions.values().next().map(|d| d.decision.outcome.name()), Some("COMPLETED"));
-    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &decisions, &[ticket.id(), voucher.id()]);
-    a.crash().await;
-    b.crash().await;
-    arbiter.stop().await;
+    crash_and_audit(vec![a, b], arbiter, &[ticket.id(), voucher.id()]).await;
 }
 
 /// (d) M3 never arrives, so both sides need the arbiter, which is down; it comes back later on the
@@ -427,10 +433,7 @@ async fn d_arbiter_down_during_resolution_and_back_later() {
     assert_eq!(ours.outcome, theirs.outcome, "A {ours:?} / B {theirs:?}");
     let decisions = arbiter.decisions().await;
     assert_eq!(decisions.len(), 1);
-    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &decisions, &[ticket.id(), voucher.id()]);
-    a.crash().await;
-    b.crash().await;
-    arbiter.stop().await;
+    crash_and_audit(vec![a, b], arbiter, &[ticket.id(), voucher.id()]).await;
 }
 
 /// (e) Both parties crash mid-exchange (A VALID with M3 held back, B VALID) and restart from
@@ -455,10 +458,7 @@ async fn e_both_parties_restart_mid_exchange() {
     assert_eq!(ours.outcome, SessionOutcome::Done, "{ours:?}");
     assert!(!ours.settled_by_arbiter);
     assert_eq!(b.wait_terminal(session).await.outcome, SessionOutcome::Done);
-    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &arbiter.decisions().await, &[ticket.id(), voucher.id()]);
-    a.crash().await;
-    b.crash().await;
-    arbiter.stop().await;
+    crash_and_audit(vec![a, b], arbiter, &[ticket.id(), voucher.id()]).await;
 }
 
 /// (f) 100 exchanges at once between the same two nodes.
@@ -489,10 +489,7 @@ async fn f_one_hundred_concurrent_exchanges() {
     for result in &results {
         b.wait_terminal(result.as_ref().unwrap().session).await;
     }
-    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &arbiter.decisions().await, &issued);
-    a.crash().await;
-    b.crash().await;
-    arbiter.stop().await;
+    crash_and_audit(vec![a, b], arbiter, &issued).await;
 }
 
 /// B accepts only an arbiter A does not know; A picks the one its directory has, and B refuses
@@ -513,10 +510,7 @@ async fn g_an_arbiter_the_responder_refuses_aborts_the_exchange_and_says_so() {
     assert_eq!(result.outcome, SessionOutcome::Aborted, "{result:?}");
     assert_eq!(result.aborted_reason, Some("ARBITER_NOT_ACCEPTED"));
     assert!(b.node.sessions().await.unwrap().is_empty());
-    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &arbiter.decisions().await, &[ticket.id(), voucher.id()]);
-    a.crash().await;
-    b.crash().await;
-    arbiter.stop().await;
+    crash_and_audit(vec![a, b], arbiter, &[ticket.id(), voucher.id()]).await;
 }
 
 /// The responder's per-peer cap on open sessions (policy) refuses the M1 beyond it.
@@ -559,10 +553,7 @@ async fn h_the_per_peer_cap_on_open_sessions_refuses_extra_offers() {
     let theirs = b.wait_terminal(first).await;
     assert_eq!(ours.outcome, theirs.outcome);
     let issued: Vec<ValueId> = tickets.iter().chain(&vouchers).map(|v| v.id()).collect();
-    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &arbiter.decisions().await, &issued);
-    a.crash().await;
-    b.crash().await;
-    arbiter.stop().await;
+    crash_and_audit(vec![a, b], arbiter, &issued).await;
 }
 
 /// Garbage, an oversize length prefix and a well-formed M3 for an unknown session, from a raw
@@ -578,7 +569,10 @@ async fn i_garbage_and_oversize_frames_from_a_malicious_peer_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let b = TestNode::start("B", 2, dir.path(), Vec::new(), Setup::default()).await;
     let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
-    let before = b.snapshot().await;
+    // What B's database holds before the attack (B crashes and restarts to read it).
+    let stopped = b.crash().await;
+    let before = stopped.state();
+    let b = stopped.restart(Vec::new(), Setup::default()).await;
 
     let key = Keypair::from_seed([66; 32]).to_libp2p();
     let mut attacker = libp2p::SwarmBuilder::with_existing_identity(key)
@@ -637,9 +631,8 @@ async fn i_garbage_and_oversize_frames_from_a_malicious_peer_change_nothing() {
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
-    assert_eq!(b.snapshot().await, before);
     assert!(b.node.value(voucher.id()).await.unwrap().is_some());
-    b.crash().await;
+    assert_eq!(b.crash().await.state(), before, "the attack changed what B's database holds");
 }
 
 /// An injected failure of a store or decision log.
@@ -699,8 +692,6 @@ impl server::DecisionLog for FlakyLog {
 /// fail (no answer leaves; A's retries get the decision once it is durable).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn j_failed_writes_send_nothing_and_retries_recover() {
-    use valex_arbiter::server::DecisionLog as _;
-
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let arbiter_key = Keypair::from_seed([9; 32]);
@@ -713,46 +704,35 @@ async fn j_failed_writes_send_nothing_and_retries_recover() {
     let arbiter_addr = with_p2p(&arbiter.listen_addrs().await.unwrap()[0], &arbiter_key.peer_id());
 
     let store_failures = Arc::new(AtomicUsize::new(0));
-    let b_key = Keypair::from_seed([2; 32]);
-    let mut b_config = NodeConfig::new(b_key.clone());
-    b_config.timing = fast_timing();
-    b_config.bootstrap = vec![arbiter_addr.clone()];
     // B loses every r2 (its commit of DONE cuts it off from A), so A must settle through the
     // (flaky) arbiter.
-    let b_setup = losing_m4();
-    let b_store = FlakyStore { inner: RocksStore::open(dir.path().join("B")).unwrap(), failures: store_failures.clone() };
-    let b_store = ObservedStore::new(b_store, b_setup.on_commit.unwrap());
-    let b_transport = b_setup.partition.unwrap().transport(&b_key);
-    let (b, b_loop) = runtime::start_with_transport(b_config, b_store, b_transport).await.unwrap();
-    let b_addr = with_p2p(&b.listen_addrs().await.unwrap()[0], &b.peer_id());
-    let voucher = b.issue("voucher".into(), 5, Vec::new()).await.unwrap();
+    let b_setup = Setup { commit_failures: Some(store_failures.clone()), ..losing_m4() };
+    let b = TestNode::start("B", 2, dir.path(), vec![arbiter_addr.clone()], b_setup).await;
+    let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
     // A failed commit fails the command and leaves nothing behind.
     store_failures.store(1, Ordering::SeqCst);
-    assert!(matches!(b.issue("voucher".into(), 7, Vec::new()).await, Err(valex_node::runtime::NodeError::Store(_))));
-    assert_eq!(b.values().await.unwrap().len(), 1);
+    assert!(matches!(b.node.issue("voucher".into(), 7, Vec::new()).await, Err(valex_node::runtime::NodeError::Store(_))));
+    assert_eq!(b.node.values().await.unwrap().len(), 1);
 
-    let a = TestNode::start("A", 1, dir.path(), vec![arbiter_addr, b_addr], Setup::default()).await;
+    let a = TestNode::start("A", 1, dir.path(), vec![arbiter_addr, b.dial_addr()], Setup::default()).await;
     let ticket = a.node.issue("ticket".into(), 1, Vec::new()).await.unwrap();
     store_failures.store(2, Ordering::SeqCst);
     log_failures.store(2, Ordering::SeqCst);
-    let result =
-        within("exchange", STEP, a.node.exchange(swap(ticket.id(), b.peer_id(), Some(arbiter_key.peer_id()), 3_000))).await.unwrap();
+    let result = within("exchange", STEP, a.node.exchange(swap(ticket.id(), b.peer(), Some(arbiter_key.peer_id()), 3_000))).await.unwrap();
     assert_eq!(result.outcome, SessionOutcome::Done, "{result:?}");
     assert!(result.settled_by_arbiter);
     assert_eq!(store_failures.load(Ordering::SeqCst), 0, "B's M1 commits failed as planned");
     assert_eq!(log_failures.load(Ordering::SeqCst), 0, "the arbiter's writes failed as planned");
-    assert_eq!(within("B ends", STEP, b.wait_session(result.session)).await.unwrap().outcome, SessionOutcome::Done);
+    assert_eq!(b.wait_terminal(result.session).await.outcome, SessionOutcome::Done);
     let decisions = arbiter.decisions().await.unwrap();
     assert_eq!(decisions.len(), 1);
-    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await.unwrap())], &decisions, &[ticket.id(), voucher.id()]);
-    a.crash().await;
-    b.shutdown().await.unwrap();
-    b_loop.join().await;
+    let (a, b) = (a.crash().await, b.crash().await);
     arbiter.shutdown().await.unwrap();
     arbiter_task.await.unwrap();
+    let stored = stored_decisions(&dir.path().join("arbiter"), arbiter_key.peer_id());
+    audit_at_rest(&[("A", a.state()), ("B", b.state())], &stored, &[ticket.id(), voucher.id()]);
     // What the arbiter answered with is what it stored.
-    let mut reopened = DecisionStore::open(dir.path().join("arbiter"), arbiter_key.peer_id()).unwrap();
-    assert_eq!(reopened.load_decisions().unwrap(), decisions);
+    assert_eq!(stored, decisions);
 }
 
 /// Kademlia across a hop: A knows only B, B knows the arbiter. A finds the arbiter's provider
@@ -786,8 +766,32 @@ async fn k_kademlia_finds_and_reaches_an_arbiter_two_hops_away() {
     let result = within("exchange", STEP, a.node.exchange(swap(ticket.id(), b.peer(), None, 2_000))).await.unwrap();
     assert_eq!(result.outcome, SessionOutcome::Done, "{result:?}");
     assert!(result.settled_by_arbiter, "{result:?}");
-    audit(&[("A", a.snapshot().await), ("B", b.snapshot().await)], &arbiter.decisions().await, &[ticket.id(), voucher.id()]);
-    a.crash().await;
-    b.crash().await;
-    arbiter.stop().await;
+    crash_and_audit(vec![a, b], arbiter, &[ticket.id(), voucher.id()]).await;
+}
+
+/// The write-ahead rule, by order: in one log of both nodes' commits and sends, every message of
+/// an exchange leaves its node only after the commit of the state it reveals — A's STARTED before
+/// M1, B's VALID before M2 (Sa), A's VALID before M3 (Se), B's DONE before M4 (r2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l_every_message_leaves_after_the_commit_of_what_it_reveals() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let arbiter = TestArbiter::start(9, dir.path()).await;
+    let log = Log::default();
+    let logged = |node| Setup { on_commit: Some(log.on_commit(node)), on_send: Some(log.on_send(node)), ..Setup::default() };
+    let b = TestNode::start("B", 2, dir.path(), vec![arbiter.dial_addr()], logged("B")).await;
+    let a = TestNode::start("A", 1, dir.path(), vec![arbiter.dial_addr(), b.dial_addr()], logged("A")).await;
+    let ticket = a.node.issue("ticket".into(), 1, Vec::new()).await.unwrap();
+    let voucher = b.node.issue("voucher".into(), 5, Vec::new()).await.unwrap();
+    let result = within("exchange", STEP, a.node.exchange(swap(ticket.id(), b.peer(), Some(arbiter.peer()), 10_000))).await.unwrap();
+    assert_eq!(result.outcome, SessionOutcome::Done, "{result:?}");
+    assert_eq!(b.wait_terminal(result.session).await.outcome, SessionOutcome::Done);
+    for (node, phase, message) in
+        [("A", "STARTED", Message::M1), ("B", "VALID", Message::M2), ("A", "VALID", Message::M3), ("B", "DONE", Message::M4)]
+    {
+        if let Err(error) = log.committed_before_sent(node, result.session, phase, message) {
+            panic!("{error}");
+        }
+    }
+    crash_and_audit(vec![a, b], arbiter, &[ticket.id(), voucher.id()]).await;
 }

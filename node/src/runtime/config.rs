@@ -6,6 +6,7 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use valex_proto::crypto::Keypair;
 
+use super::observe::SendObserver;
 use crate::exchange::{Policy, StaticPolicy, Timing};
 
 /// How the node finds arbiters (protocol.md §7).
@@ -46,6 +47,9 @@ pub struct NodeConfig {
     pub idle_connection_timeout: Duration,
     /// Arbiter discovery.
     pub discovery: DiscoveryConfig,
+    /// Called with every message the node sends, as it sends it (none by default; for tests
+    /// that check what is sent and when, see [`SendObserver`]).
+    pub observe_sends: Option<SendObserver>,
 }
 
 impl NodeConfig {
@@ -62,6 +66,7 @@ impl NodeConfig {
             default_ttl_ms: 60_000,
             idle_connection_timeout: Duration::from_secs(300),
             discovery: DiscoveryConfig::default(),
+            observe_sends: None,
         }
     }
 }

@@ -106,6 +106,7 @@ pub async fn start_with_transport<S: Store + Send + 'static>(
         discovery: Discovery::new(peer_id, config.discovery.clone()),
         pending_exchange: HashMap::new(),
         pending_arbiter: HashMap::new(),
+        observe_sends: config.observe_sends.clone(),
     };
     bootstrap(&mut net, &config.bootstrap);
     driver.resume(&mut net);

@@ -11,6 +11,7 @@ use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use valex_proto::PeerId;
 use valex_proto::message::{ExchangeRequest, ExchangeResponse};
 
+use super::observe::{SendObserver, Sent};
 use super::write_ahead::Outbox;
 use crate::exchange::{Outgoing, SessionId};
 use crate::net::{Discovery, NodeBehaviour};
@@ -29,6 +30,8 @@ pub(crate) struct Network {
     pub(crate) pending_exchange: HashMap<OutboundRequestId, SessionId>,
     /// Outbound arbiter requests awaiting their response, by session.
     pub(crate) pending_arbiter: HashMap<OutboundRequestId, SessionId>,
+    /// Told of every message before the swarm takes it ([`NodeConfig::observe_sends`](super::NodeConfig)).
+    pub(crate) observe_sends: Option<SendObserver>,
 }
 
 impl Outbox for Network {
@@ -36,12 +39,18 @@ impl Outbox for Network {
 
     fn reply(&mut self, to: ReplyTo, response: ExchangeResponse) {
         let ReplyTo { channel, peer } = to;
+        if let Some(observer) = &self.observe_sends {
+            observer.observe(Sent::Reply { to: peer, response: &response });
+        }
         if self.swarm.behaviour_mut().exchange.send_response(channel, response).is_err() {
             tracing::debug!(%peer, "response not sent: the connection closed");
         }
     }
 
     fn send(&mut self, outgoing: Outgoing) {
+        if let Some(observer) = &self.observe_sends {
+            observer.observe(Sent::Request(&outgoing));
+        }
         match outgoing {
             Outgoing::Exchange { to, session, request } => {
                 let addrs = self.discovery.book().addrs(&to).to_vec();

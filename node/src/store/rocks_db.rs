@@ -130,6 +130,11 @@ impl RocksDb {
         Ok(())
     }
 
+    /// The value stored under `key` in `column`, if any.
+    pub fn get(&self, column: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(column)?, key)?)
+    }
+
     /// Calls `visit` with every key and value of `column`, in key order.
     pub fn for_each(&self, column: &'static str, mut visit: impl FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
         let mut it = self.db.raw_iterator_cf(self.cf(column)?);

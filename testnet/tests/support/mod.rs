@@ -1,8 +1,16 @@
 //! What the end-to-end and hostile-peer tests share: bounded waits, fast timing, a peer that
 //! speaks raw bytes, network partitions ([`partition`]) and stores that report their commits
-//! ([`observed`]), with which the tests lose chosen messages.
+//! ([`observed`]), with which the tests lose chosen messages; nodes that really crash
+//! ([`crash`]), audits of what their databases hold ([`audit`]), and one ordered log of commits
+//! and sends ([`order`]).
 
+#[allow(dead_code, reason = "not every test binary that shares this module audits databases")]
+pub mod audit;
+#[allow(dead_code, reason = "not every test binary that shares this module crashes nodes")]
+pub mod crash;
 pub mod observed;
+#[allow(dead_code, reason = "not every test binary that shares this module checks the order of commits and sends")]
+pub mod order;
 pub mod partition;
 
 use std::time::Duration;
