@@ -31,11 +31,11 @@ mod sides;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use valex_arbiter::DecisionRecord;
-use valex_node::exchange::{NodeState, Session};
+use valex_node::exchange::{NodeState, Session, SessionOutcome};
 use valex_proto::Digest;
 use valex_proto::value::ValueId;
 
@@ -169,22 +169,63 @@ fn world_nodes(world: &World, durable: bool) -> [NamedState<'_>; 2] {
     [NamedState { name: "A", state: pick(Role::A) }, NamedState { name: "B", state: pick(Role::B) }]
 }
 
-/// Checks §6.1, §6.3 and §6.5 in this state of a simulated exchange, over what the nodes hold
-/// in memory and what they persisted; at rest also §6.1's "exactly one" and §6.2 (A holds V2 and
-/// B holds V1, or A holds V1 and B holds V2).
+/// Checks §6.1, §6.3 and §6.5 in this state of a simulated world, over what the nodes hold in
+/// memory and what they persisted; once every session has ended also §6.1's "exactly one" and
+/// §6.2; and, per exchange that has ended on both sides, §6.2 literally (see [`check_exchanges_ended`]).
 pub fn check_world(world: &World) -> Result<(), Violation> {
+    let issued = world.issued();
+    let ids: Vec<ValueId> = issued.iter().map(|(id, _)| *id).collect();
     for durable in [false, true] {
         let nodes = world_nodes(world, durable);
-        let (v1, v2) = (world.cast().v1.id(), world.cast().v2.id());
-        check_always(&nodes, &world.t, &[v1, v2])?;
+        check_always(&nodes, &world.t, &ids)?;
         if all_terminal(&nodes) {
-            check_at_rest(&nodes, &[v1, v2])?;
-            let [a, b] = nodes;
-            let swapped = a.state.is_spendable(&v2) && b.state.is_spendable(&v1);
-            let kept = a.state.is_spendable(&v1) && b.state.is_spendable(&v2);
-            if !swapped && !kept {
-                return Err(Violation::new(Invariant::Fairness, "both parties ended but neither both swapped nor both kept their values"));
+            check_at_rest(&nodes, &ids)?;
+        }
+        check_exchanges_ended(&nodes, &issued)?;
+    }
+    Ok(())
+}
+
+/// §6.2 literally, per exchange between an initiator `nodes[0]` (A) and a responder `nodes[1]`
+/// (B): a value that an exchange ended DONE moved is spendable at its receiver alone (V1 at B,
+/// V2 at A), and a value no exchange moved is spendable at the party it was `issued` to alone.
+/// Values some open session still holds (offered, locked or in escrow, on either side) are not
+/// at rest yet and are skipped.
+pub fn check_exchanges_ended(nodes: &[NamedState<'_>; 2], issued: &[(ValueId, Role)]) -> Result<(), Violation> {
+    let name = |role: Role| if role == Role::A { nodes[0].name } else { nodes[1].name };
+    let mut expected: BTreeMap<ValueId, &str> = issued.iter().map(|(id, role)| (*id, name(*role))).collect();
+    let mut held_open: BTreeSet<ValueId> = BTreeSet::new();
+    for node in nodes {
+        for session in node.state.sessions.values() {
+            let (v1, v2) = match session {
+                Session::Initiator(s) => (s.v1.id(), s.agreement().map(|a| a.v2.id())),
+                Session::Responder(s) => (s.offer.v1.id(), Some(s.v2.id())),
+            };
+            match session.outcome() {
+                SessionOutcome::Open => held_open.extend([Some(v1), v2].into_iter().flatten()),
+                SessionOutcome::Done => {
+                    expected.insert(v1, name(Role::B));
+                    if let Some(v2) = v2 {
+                        expected.insert(v2, name(Role::A));
+                    }
+                }
+                SessionOutcome::Cancelled | SessionOutcome::Aborted => {}
             }
+        }
+    }
+    for (id, holder) in expected.iter().filter(|(id, _)| !held_open.contains(id)) {
+        let holders: Vec<&str> = nodes.iter().filter(|n| n.state.is_spendable(id)).map(|n| n.name).collect();
+        if holders.is_empty() {
+            return Err(Violation::new(
+                Invariant::Conservation,
+                format!("value {} is held by no open session and spendable nowhere (expected at {holder})", id.short()),
+            ));
+        }
+        if holders != [*holder] {
+            return Err(Violation::new(
+                Invariant::Fairness,
+                format!("value {}: the exchanges that ended leave it to {holder}, but it is spendable at {holders:?}", id.short()),
+            ));
         }
     }
     Ok(())

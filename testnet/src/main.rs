@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use valex_testnet::local::{RunConfig, run};
 use valex_testnet::model::{ModelConfig, explore};
-use valex_testnet::sim::{PlantedBug, WorldConfig};
+use valex_testnet::sim::PlantedBug;
 
 #[derive(Parser)]
 #[command(name = "valex-testnet", version, about = "valex testnet: local networks of valex nodes, and model checking")]
@@ -63,18 +63,24 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Explore every reachable state of one exchange among A, B and T under message loss,
-    /// duplication, reordering and crash-restarts, checking protocol.md §6 in each.
+    /// Explore every reachable state of one exchange among A, B and T (and of two exchanges
+    /// sharing the nodes) under message loss, duplication, reordering, clocks moving and
+    /// crash-restarts, checking protocol.md §6 in each and termination under every fair schedule.
     ModelCheck {
-        /// Crash-restarts allowed on any path.
-        #[arg(long, default_value_t = 4)]
-        max_crashes: u8,
+        /// Run only this configuration (one-exchange, shared-v2, reoffered-v1, per-peer-cap);
+        /// by default all of them, each with its own crash budget.
+        #[arg(long)]
+        config: Option<String>,
+        /// Crash-restarts allowed on any path (default: the configuration's budget).
+        #[arg(long)]
+        max_crashes: Option<u8>,
         /// Stop after this many states.
         #[arg(long, default_value_t = 20_000_000)]
         max_states: usize,
         /// Plant a known protocol bug in the simulated nodes, to watch the checker catch it
         /// (responder-accepts-confirm-while-pending, responder-splits-done-write,
-        /// initiator-restores-v1-without-decision).
+        /// initiator-restores-v1-without-decision, responder-ignores-decision,
+        /// responder-keeps-refused-offer).
         #[arg(long)]
         plant: Option<PlantedBug>,
     },
@@ -133,12 +139,28 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::ModelCheck { max_crashes, max_states, plant } => {
-            let world = WorldConfig { planted_bug: plant, ..WorldConfig::default() };
-            let config = ModelConfig { world, max_crashes, max_states, ..ModelConfig::default() };
-            let report = explore(&config);
-            println!("{report}");
-            if report.violation.is_some() || !report.complete { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+        Command::ModelCheck { config, max_crashes, max_states, plant } => {
+            let mut configs = ModelConfig::named();
+            if let Some(name) = &config {
+                configs.retain(|(named, _)| named == name);
+                if configs.is_empty() {
+                    let names: Vec<_> = ModelConfig::named().into_iter().map(|(name, _)| name).collect();
+                    eprintln!("error: unknown configuration {name:?}; one of: {}", names.join(", "));
+                    return ExitCode::FAILURE;
+                }
+            }
+            let mut passed = true;
+            for (name, mut config) in configs {
+                config.world.planted_bug = plant;
+                config.max_crashes = max_crashes.unwrap_or(config.max_crashes);
+                config.max_states = max_states;
+                let lossy = if config.lossy_network { "lossy" } else { "lossless" };
+                println!("== {name} ({} crash-restarts, {lossy} network)", config.max_crashes);
+                let report = explore(&config);
+                println!("{report}");
+                passed &= report.passed();
+            }
+            if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
     }
 }

@@ -24,7 +24,7 @@ use valex_proto::value::{Value, ValueId};
 use valex_proto::wire::ErrorCode;
 use valex_proto::{Digest, PeerId, Signature, canonical};
 use valex_testnet::invariants::check_world;
-use valex_testnet::sim::{Action, Envelope, Payload, Role, World, WorldConfig};
+use valex_testnet::sim::{Action, Envelope, Payload, Role, SecondExchange, SecondOffer, World, WorldConfig};
 
 // ---------------------------------------------------------------------------------------------
 // Driving the world
@@ -120,6 +120,13 @@ fn session_id(world: &World, role: Role) -> SessionId {
 fn fire(world: &mut World, role: Role, kind: TimerKind) {
     let session = session_id(world, role);
     act(world, Action::Fire { role, session, kind });
+}
+
+/// Moves `role`'s clock on (without firing its timers) and checks where it lands.
+fn advance_clock(world: &mut World, role: Role, to: u64) {
+    assert!(world.enabled(false).contains(&Action::AdvanceClock { role }), "{role}'s clock cannot move on: {world}");
+    act(world, Action::AdvanceClock { role });
+    assert_eq!(world.party(role).now_ms, to, "{role}'s clock");
 }
 
 fn restart(world: &mut World, role: Role) {
@@ -250,13 +257,15 @@ fn refusal_code(envelope: &Envelope) -> ErrorCode {
     }
 }
 
-/// The error the receiver's core returns for `envelope` (which it must refuse), leaving the world unchanged.
+/// The error the receiver's core returns for `envelope` (which it must refuse), after checking
+/// that the core, having refused it, holds exactly the state it held before.
 fn refused_with(world: &World, envelope: &Envelope) -> ExchangeError {
-    let before = world.clone();
     let Some(verdict) = world.probe_delivery(envelope) else { panic!("{envelope} is for T") };
-    assert_eq!(*world, before);
     match verdict {
-        Err(e) => e,
+        Err(refused) => {
+            assert_eq!(refused.core_state, world.party(envelope.to).volatile, "the core changed its state refusing {envelope}");
+            refused.error
+        }
         Ok(effects) => panic!("{envelope} was accepted: {effects:?}"),
     }
 }
@@ -315,7 +324,7 @@ fn decision_envelope(to: Role, session: SessionId, decision: Decision) -> Envelo
 
 /// Start, M1, M2: A and B VALID, M3 in flight.
 fn up_to_m3(world: &mut World) {
-    act(world, Action::Start);
+    act(world, Action::Start { exchange: 0 });
     deliver(world, "A->B M1");
     deliver(world, "B->A M2");
     assert_phases(world, Some("VALID"), Some("VALID"));
@@ -346,7 +355,7 @@ fn both_ask_the_arbiter(world: &mut World) {
 #[test]
 fn happy_path() {
     let mut w = world();
-    act(&mut w, Action::Start);
+    act(&mut w, Action::Start { exchange: 0 });
     assert_phases(&w, Some("STARTED"), None);
     assert_values(&w, None, Some(Role::B)); // V1 locked in A's vault
     deliver(&mut w, "A->B M1");
@@ -381,7 +390,7 @@ fn happy_path() {
 #[test]
 fn m1_lost() {
     let mut w = world();
-    act(&mut w, Action::Start);
+    act(&mut w, Action::Start { exchange: 0 });
     lose(&mut w, "A->B M1");
     assert_phases(&w, Some("STARTED"), None);
     fire(&mut w, Role::A, TimerKind::Retry); // A sends M1 again
@@ -396,7 +405,7 @@ fn m1_lost() {
 #[test]
 fn m1_lost_until_expiry() {
     let mut w = world();
-    act(&mut w, Action::Start);
+    act(&mut w, Action::Start { exchange: 0 });
     lose(&mut w, "A->B M1");
     fire(&mut w, Role::A, TimerKind::Retry);
     lose(&mut w, "A->B M1");
@@ -414,7 +423,7 @@ fn m1_lost_until_expiry() {
 #[test]
 fn m2_lost() {
     let mut w = world();
-    act(&mut w, Action::Start);
+    act(&mut w, Action::Start { exchange: 0 });
     deliver(&mut w, "A->B M1");
     let lost = lose(&mut w, "B->A M2");
     assert_phases(&w, Some("STARTED"), Some("VALID"));
@@ -437,7 +446,7 @@ fn m2_lost() {
 #[test]
 fn m2_lost_until_expiry() {
     let mut w = world();
-    act(&mut w, Action::Start);
+    act(&mut w, Action::Start { exchange: 0 });
     deliver(&mut w, "A->B M1");
     lose(&mut w, "B->A M2");
     // A never committed: at its expiry it aborts and unlocks V1.
@@ -660,7 +669,7 @@ fn duplicate_requests_to_the_arbiter() {
 #[test]
 fn bad_sa_is_refused() {
     let mut w = world();
-    act(&mut w, Action::Start);
+    act(&mut w, Action::Start { exchange: 0 });
     deliver(&mut w, "A->B M1");
     let genuine = intercept(&mut w, "B->A M2");
     let mut forged = m2(&genuine);
@@ -748,7 +757,7 @@ fn h_mismatch_is_refused() {
     let alterations: [fn(&mut Terms, PeerId); 2] = [|t, _| t.expires_at_ms += 1, |t, other| t.arbiter = other];
     for alter in alterations {
         let mut w = world();
-        act(&mut w, Action::Start);
+        act(&mut w, Action::Start { exchange: 0 });
         deliver(&mut w, "A->B M1");
         let genuine = intercept(&mut w, "B->A M2");
         let (mut terms, _, s2) = b_terms(&w);
@@ -829,7 +838,7 @@ fn v2_not_what_was_wanted() {
     let forged_value = Value::from_wire(wire).unwrap();
     for (bad_v2, expected) in [(wrong_amount, ErrorCode::WantMismatch), (forged_value, ErrorCode::InvalidValue)] {
         let mut w = world();
-        act(&mut w, Action::Start);
+        act(&mut w, Action::Start { exchange: 0 });
         deliver(&mut w, "A->B M1");
         let genuine = intercept(&mut w, "B->A M2");
         // Everything else is right: B signs the terms naming the bad V2.
@@ -860,7 +869,7 @@ fn arbiter_not_acceptable_to_b() {
         ..WorldConfig::default()
     };
     let mut w = world_with(config);
-    act(&mut w, Action::Start);
+    act(&mut w, Action::Start { exchange: 0 });
     let m1 = peek(&w, "A->B M1");
     let error = refused_with(&w, &m1);
     assert!(matches!(error, ExchangeError::ArbiterNotAccepted(t) if t == w.cast().peer(Role::T)), "{error}");
@@ -884,8 +893,11 @@ fn expired_terms_are_refused() {
     // 2. M1 whose expiry is further ahead than B's policy allows.
     let far = WorldConfig { policy_b: StaticPolicy { max_ttl_ms: 5_000, ..WorldConfig::default().policy_b }, ..WorldConfig::default() };
     for (mut w, b_clock) in [(world(), 10_000), (world_with(far), 0)] {
-        w.b.now_ms = b_clock;
-        act(&mut w, Action::Start);
+        act(&mut w, Action::Start { exchange: 0 });
+        if b_clock > 0 {
+            // With M1 in flight, B's clock moves on to the expiry (as the model checker explores too).
+            advance_clock(&mut w, Role::B, b_clock);
+        }
         let m1 = peek(&w, "A->B M1");
         let error = refused_with(&w, &m1);
         assert!(matches!(error, ExchangeError::ExpiryOutOfPolicy { expires_at_ms: 10_000, now_ms } if now_ms == b_clock), "{error}");
@@ -902,11 +914,12 @@ fn expired_terms_are_refused() {
         heal(&mut w);
     }
 
-    // 3. M2 reaching A after the expiry: A does not commit, it aborts.
+    // 3. M2 reaching A after the expiry, before A's deadline fires: A does not commit, it aborts.
     let mut w = world();
-    act(&mut w, Action::Start);
+    act(&mut w, Action::Start { exchange: 0 });
     deliver(&mut w, "A->B M1");
-    w.a.now_ms = 10_000;
+    advance_clock(&mut w, Role::A, 10_000);
+    assert!(w.party(Role::A).timers.keys().any(|(_, kind)| *kind == TimerKind::Deadline), "A's deadline has not fired");
     deliver(&mut w, "B->A M2");
     assert_phases(&w, Some("ABORTED"), Some("VALID"));
     assert_eq!(aborted_reason(&w), ErrorCode::Expired);
@@ -915,10 +928,12 @@ fn expired_terms_are_refused() {
     assert_eq!(decisions(&w), vec![(Outcome::Cancelled, Role::B)]);
     assert_kept(&w);
 
-    // 4. A valid M3 reaching B after the expiry: B refuses it (PENDING) and asks T to cancel.
+    // 4. A valid M3 reaching B after the expiry, before B's deadline fires: B refuses it
+    //    (PENDING) and asks T to cancel.
     let mut w = world();
     up_to_m3(&mut w);
-    w.b.now_ms = 10_000;
+    advance_clock(&mut w, Role::B, 10_000);
+    assert!(w.party(Role::B).timers.keys().any(|(_, kind)| *kind == TimerKind::Deadline), "B's deadline has not fired");
     deliver(&mut w, "A->B M3");
     assert_phases(&w, Some("VALID"), Some("PENDING"));
     assert!(matches!(responder_phase(&w), ResponderPhase::Pending { reason: PendingReason::Expired, .. }));
@@ -936,7 +951,7 @@ fn expired_terms_are_refused() {
 #[test]
 fn replayed_m1_is_refused() {
     let mut w = world();
-    act(&mut w, Action::Start);
+    act(&mut w, Action::Start { exchange: 0 });
     let original = peek(&w, "A->B M1");
     heal(&mut w);
     assert_phases(&w, Some("DONE"), Some("DONE"));
@@ -971,9 +986,11 @@ fn replayed_m1_is_refused() {
     assert_eq!(state(&w, Role::B), b_done);
     assert!(logged(&w, Role::B, "is not available"), "{:?}", w.log());
     // … and once its expiry has passed, it is refused for that first.
-    w.b.now_ms = 10_000;
+    inject(&mut w, earlier.clone());
+    advance_clock(&mut w, Role::B, 10_000);
     assert_eq!(refused_with(&w, &earlier).code(), ErrorCode::ExpiryOutOfPolicy);
-    inject_and_deliver(&mut w, earlier);
+    let index = w.network().position(|e| *e == earlier).unwrap();
+    act(&mut w, Action::Deliver { index, keep: false });
     assert_eq!(state(&w, Role::B), b_done);
 
     // A gets refusals for a session it does not know: ignored.
@@ -1175,7 +1192,7 @@ fn decision_bound_to_another_s2_or_h_is_ignored() {
 fn replies_belong_to_the_requests_session() {
     // A repeated M1 is answered with the same M2, addressed to A's session.
     let mut w = world();
-    act(&mut w, Action::Start);
+    act(&mut w, Action::Start { exchange: 0 });
     deliver(&mut w, "A->B M1");
     lose(&mut w, "B->A M2");
     fire(&mut w, Role::A, TimerKind::Retry);
@@ -1195,9 +1212,91 @@ fn replies_belong_to_the_requests_session() {
         ..WorldConfig::default()
     };
     let mut w = world_with(config);
-    act(&mut w, Action::Start);
+    act(&mut w, Action::Start { exchange: 0 });
     deliver(&mut w, "A->B M1");
     assert_eq!(peek(&w, "B->A refusal ARBITER_NOT_ACCEPTED").session, session_id(&w, Role::A));
     deliver(&mut w, "B->A refusal ARBITER_NOT_ACCEPTED");
     assert_phases(&w, Some("ABORTED"), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two exchanges sharing the nodes
+// ---------------------------------------------------------------------------------------------
+
+/// A world in which A may start a second exchange, offering `give`, for the same want.
+fn two_exchanges(give: SecondOffer) -> World {
+    world_with(WorldConfig { second: Some(SecondExchange { give, expires_at_ms: 11_000 }), ..WorldConfig::default() })
+}
+
+/// The outcomes of `role`'s sessions, sorted.
+fn outcomes(world: &World, role: Role) -> Vec<SessionOutcome> {
+    let mut outcomes: Vec<_> = world.party(role).volatile.sessions.values().map(Session::outcome).collect();
+    outcomes.sort();
+    outcomes
+}
+
+#[test]
+fn two_exchanges_want_the_one_v2() {
+    let mut w = two_exchanges(SecondOffer::V3);
+    act(&mut w, Action::Start { exchange: 0 });
+    act(&mut w, Action::Start { exchange: 1 });
+    assert_eq!(outcomes(&w, Role::A), vec![SessionOutcome::Open; 2]);
+    // B answers whichever M1 comes first with V2, and has nothing left for the other.
+    deliver(&mut w, "A->B M1");
+    deliver(&mut w, "A->B M1");
+    assert!(in_flight(&w, "B->A M2"), "{w}");
+    assert_eq!(refusal_code(&peek(&w, "B->A refusal WANT_UNAVAILABLE")), ErrorCode::WantUnavailable);
+    assert_eq!(outcomes(&w, Role::B), vec![SessionOutcome::Open]);
+    heal(&mut w);
+    assert_eq!(outcomes(&w, Role::A), vec![SessionOutcome::Done, SessionOutcome::Aborted]);
+    assert_eq!(outcomes(&w, Role::B), vec![SessionOutcome::Done]);
+    // V2 went to A for exactly one of the two tickets; A kept the other.
+    let (v1_id, v3_id) = (v1(&w), w.cast().v3.id());
+    assert_eq!(holder(&w, &v2(&w)), Some(Role::A));
+    let tickets = [holder(&w, &v1_id), holder(&w, &v3_id)];
+    assert!(tickets == [Some(Role::B), Some(Role::A)] || tickets == [Some(Role::A), Some(Role::B)], "{w}");
+}
+
+#[test]
+fn second_m1_over_the_per_peer_cap_is_refused() {
+    let mut config =
+        WorldConfig { second: Some(SecondExchange { give: SecondOffer::V3, expires_at_ms: 11_000 }), ..WorldConfig::default() };
+    config.policy_b.max_open_sessions_per_peer = 1;
+    let mut w = world_with(config);
+    act(&mut w, Action::Start { exchange: 0 });
+    act(&mut w, Action::Start { exchange: 1 });
+    deliver(&mut w, "A->B M1");
+    let second = peek(&w, "A->B M1");
+    let error = refused_with(&w, &second);
+    assert!(matches!(error, ExchangeError::TooManySessions { cap: 1, .. }), "{error}");
+    deliver(&mut w, "A->B M1");
+    assert_eq!(refusal_code(&peek(&w, "B->A refusal TOO_MANY_SESSIONS")), ErrorCode::TooManySessions);
+    heal(&mut w);
+    assert_eq!(outcomes(&w, Role::A), vec![SessionOutcome::Done, SessionOutcome::Aborted]);
+    assert_eq!(outcomes(&w, Role::B), vec![SessionOutcome::Done]);
+}
+
+#[test]
+fn a_locked_v1_cannot_be_offered_again_until_released() {
+    // While the first exchange holds V1, A's core refuses to offer it again.
+    let mut w = two_exchanges(SecondOffer::V1);
+    act(&mut w, Action::Start { exchange: 0 });
+    let a_before = state(&w, Role::A);
+    act(&mut w, Action::Start { exchange: 1 });
+    assert_eq!(state(&w, Role::A), a_before, "a refused start changes nothing");
+    assert!(logged(&w, Role::A, "is not available"), "{:?}", w.log());
+    assert_eq!(outcomes(&w, Role::A), vec![SessionOutcome::Open]);
+    heal(&mut w);
+    assert_swapped(&w);
+
+    // Once the first exchange has aborted and released V1, A may offer it again.
+    let mut w = two_exchanges(SecondOffer::V1);
+    act(&mut w, Action::Start { exchange: 0 });
+    lose(&mut w, "A->B M1");
+    fire(&mut w, Role::A, TimerKind::Deadline);
+    assert_eq!(outcomes(&w, Role::A), vec![SessionOutcome::Aborted]);
+    act(&mut w, Action::Start { exchange: 1 });
+    heal(&mut w);
+    assert_eq!(outcomes(&w, Role::A), vec![SessionOutcome::Done, SessionOutcome::Aborted]);
+    assert_swapped(&w);
 }

@@ -174,7 +174,7 @@ impl ExchangeCore {
             Input::Response { from, session, response } => {
                 let s = self.initiator(&session)?;
                 let step = match response {
-                    ExchangeResponse::Agree(m2) => initiator::on_agree(&self.env, s, ctx, from, m2)?,
+                    ExchangeResponse::Agree(m2) => initiator::on_agree(&self.env, &self.state, s, ctx, from, m2)?,
                     ExchangeResponse::Reveal(m4) => initiator::on_reveal(s, from, m4.s1, m4.r2)?,
                     ExchangeResponse::Refusal(refusal) => initiator::on_refusal(s, from, refusal.code)?,
                 };

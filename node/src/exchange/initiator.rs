@@ -212,7 +212,14 @@ pub(crate) fn start(env: &Env, state: &NodeState, ctx: Ctx, cmd: Proposal) -> Re
 
 /// M2 arrived. A valid one commits A (VALID, V1 into escrow, M3 out); an invalid or late one
 /// aborts (A has not committed, so unlocking V1 is safe).
-pub(crate) fn on_agree(env: &Env, s: &InitiatorSession, ctx: Ctx, from: PeerId, m2: Agree) -> Result<Step, ExchangeError> {
+pub(crate) fn on_agree(
+    env: &Env,
+    state: &NodeState,
+    s: &InitiatorSession,
+    ctx: Ctx,
+    from: PeerId,
+    m2: Agree,
+) -> Result<Step, ExchangeError> {
     check_sender(s, from)?;
     if m2.s1 != s.s1 {
         return Err(ExchangeError::HashMismatch { session: s.s1, what: "s1 of M2" });
@@ -230,6 +237,12 @@ pub(crate) fn on_agree(env: &Env, s: &InitiatorSession, ctx: Ctx, from: PeerId, 
     }
     if !s.want.matches(&m2.v2) || m2.v2.id() == s.v1.id() {
         return Ok(s.aborted(ErrorCode::WantMismatch));
+    }
+    // V2 must not be ours already, nor escrowed in another open session (protocol.md §6.5): a
+    // B that cancelled one exchange may offer the same V2 in the next while A still waits on the first.
+    let v2_id = m2.v2.id();
+    if state.vault.contains_key(&v2_id) || state.open_sessions().any(|other| other.id() != s.s1 && other.escrowed().contains(&v2_id)) {
+        return Ok(s.aborted(ErrorCode::ValueBusy));
     }
     let terms = Terms {
         s1: s.s1,

@@ -86,7 +86,7 @@ fn deliver_arbiter_request(world: &mut World) {
 
 fn started() -> World {
     let mut world = World::new(WorldConfig::default());
-    apply(&mut world, Action::Start);
+    apply(&mut world, Action::Start { exchange: 0 });
     world
 }
 

@@ -310,7 +310,7 @@ mod tests {
             Action::Fire { role: crate::sim::Role::A, session, kind }
         };
         let mut aborted = world.clone();
-        aborted.apply(&Action::Start).unwrap();
+        aborted.apply(&Action::Start { exchange: 0 }).unwrap();
         aborted.apply(&Action::Drop { index: 0 }).unwrap();
         let action = fire(&aborted);
         aborted.apply(&action).unwrap();
@@ -324,7 +324,7 @@ mod tests {
         assert!(!audit.passed());
 
         // The same with the exchange done passes.
-        let done = [Action::Start, deliver(), deliver(), deliver(), deliver()];
+        let done = [Action::Start { exchange: 0 }, deliver(), deliver(), deliver(), deliver()];
         let nodes = vec![("A".into(), node_after(&done, crate::sim::Role::A)), ("B".into(), node_after(&done, crate::sim::Role::B))];
         let mut audit = Audit { nodes, ..Audit::default() };
         audit.check(&issued, dir.path());
@@ -334,7 +334,7 @@ mod tests {
 
     #[test]
     fn a_chaos_run_with_no_kill_inside_an_exchange_fails_the_audit() {
-        let done = [Action::Start, deliver(), deliver(), deliver(), deliver()];
+        let done = [Action::Start { exchange: 0 }, deliver(), deliver(), deliver(), deliver()];
         let nodes = vec![("A".into(), node_after(&done, crate::sim::Role::A)), ("B".into(), node_after(&done, crate::sim::Role::B))];
         let kill = |victim: &str, open: Option<Vec<String>>| ChaosEvent {
             at_ms: 5,
@@ -361,7 +361,7 @@ mod tests {
         // The state a node commits reaches the audit through RocksDB, and a store with a session
         // left open fails it (§6.4).
         let dir = tempfile::tempdir().unwrap();
-        let started = node_after(&[Action::Start], crate::sim::Role::A);
+        let started = node_after(&[Action::Start { exchange: 0 }], crate::sim::Role::A);
         let node_dir = dir.path().join("node-0");
         let mut store = RocksStore::open(node_dir.join("db")).unwrap();
         let ops = started

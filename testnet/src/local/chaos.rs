@@ -143,7 +143,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db");
         let mut world = World::new(WorldConfig::default());
-        world.apply(&Action::Start).unwrap();
+        world.apply(&Action::Start { exchange: 0 }).unwrap();
         let session = world.party(Role::A).persisted.sessions.values().next().cloned().unwrap();
         let mut store = RocksStore::open(&db).unwrap();
         store.commit(&WriteBatch::new(vec![WriteOp::PutSession(Box::new(session.clone()))])).unwrap();

@@ -1,14 +1,19 @@
-//! One exchange among A, B and T, simulated through their real sans-IO cores.
+//! One exchange among A, B and T (or two, sharing the nodes), simulated through their real
+//! sans-IO cores.
 //!
 //! A [`World`] holds each party's persisted state (what survives a crash) and volatile state
 //! (the core's in-memory copy and its armed timers), each node's own clock, and the messages in
 //! flight. Every step is an explicit [`Action`]; which ones are possible in a state is
 //! [`World::enabled`]. The scenario tests script actions; the model checker explores them all.
 //!
+//! Each step runs the node as its runtime does: the core over the node's in-memory state handles
+//! the input, and on a refusal the simulator checks that the core's state is exactly what it was
+//! before ([`SimError::ChangedOnRefusal`] otherwise) — the simulator does not paper over it.
+//!
 //! ```
 //! use valex_testnet::sim::{Action, World, WorldConfig};
 //! let mut world = World::new(WorldConfig::default());
-//! world.apply(&Action::Start).unwrap();
+//! world.apply(&Action::Start { exchange: 0 }).unwrap();
 //! assert_eq!(world.network().len(), 1); // M1 in flight
 //! ```
 
@@ -17,22 +22,24 @@ mod network;
 mod party;
 mod script;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use valex_arbiter::{Arbiter, DecisionRecord};
 use valex_node::exchange::{
-    CoreConfig, Ctx, Effects, ExchangeError, Input, Outgoing, Proposal, Session, SessionId, StaticPolicy, TimerKind, Timing, WriteBatch,
+    CoreConfig, Ctx, Effects, ExchangeError, Input, NodeState, Outgoing, Proposal, Session, SessionId, StaticPolicy, TimerKind, Timing,
+    WriteBatch,
 };
 use valex_proto::crypto::Keypair;
 use valex_proto::message::{ArbiterRequest, ArbiterResponse, ExchangeRequest, ExchangeResponse, Want};
-use valex_proto::value::Value;
+use valex_proto::value::{Value, ValueId};
 use valex_proto::{Digest, PeerId};
 
 pub use mutants::PlantedBug;
 pub use network::{Envelope, Network, Payload};
 pub use party::PartyState;
+pub use script::Refused;
 
 use mutants::{Node, NodeStep};
 
@@ -60,8 +67,11 @@ impl fmt::Display for Role {
 /// One step of the world.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Action {
-    /// A's owner starts the exchange.
-    Start,
+    /// A's owner starts exchange `exchange` (0, or 1 for [`WorldConfig::second`]).
+    Start {
+        /// Which exchange.
+        exchange: usize,
+    },
     /// Deliver message `index` of [`World::network`]; with `keep` it stays in flight (a duplicate).
     Deliver {
         /// Its index in the network's canonical order.
@@ -73,6 +83,12 @@ pub enum Action {
     Drop {
         /// Its index.
         index: usize,
+    },
+    /// A node's clock moves to the next moment that matters ([`World::clock_points`]) without any
+    /// of its timers firing: messages may then arrive after an expiry but before its timer.
+    AdvanceClock {
+        /// The node.
+        role: Role,
     },
     /// A node's timer fires; a deadline moves the node's clock to it.
     Fire {
@@ -100,7 +116,9 @@ pub enum Action {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Start => write!(f, "A starts the exchange"),
+            Self::Start { exchange: 0 } => write!(f, "A starts the exchange"),
+            Self::Start { .. } => write!(f, "A starts the second exchange"),
+            Self::AdvanceClock { role } => write!(f, "{role}'s clock moves on"),
             Self::Deliver { index, keep } => write!(f, "deliver #{index}{}", if *keep { " (and keep a duplicate)" } else { "" }),
             Self::Drop { index } => write!(f, "drop #{index}"),
             Self::Fire { role, session, kind } => write!(f, "{role}: {kind:?} timer of {} fires", session.short()),
@@ -123,6 +141,29 @@ pub struct WorldConfig {
     pub policy_b: StaticPolicy,
     /// A bug the simulator plants in both nodes, around their honest cores (see [`PlantedBug`]).
     pub planted_bug: Option<PlantedBug>,
+    /// A second exchange A may start too, with the same B and T, sharing both nodes.
+    pub second: Option<SecondExchange>,
+    /// Whether retry timers are armed. Without them a node sends each request once per phase
+    /// (and again on restart): enough on a network that loses nothing, and a far smaller model.
+    pub retries: bool,
+}
+
+/// A second exchange between the same A and B: what A offers in it, for the same V2-like want.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondExchange {
+    /// What A offers.
+    pub give: SecondOffer,
+    /// Its expiry on every node's clock.
+    pub expires_at_ms: u64,
+}
+
+/// The value A offers in the second exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondOffer {
+    /// V1 again: while the first exchange holds it, A's core must refuse to offer it.
+    V1,
+    /// V3, a second ticket seeded in A's vault: both exchanges want B's only voucher, V2.
+    V3,
 }
 
 impl Default for WorldConfig {
@@ -134,6 +175,8 @@ impl Default for WorldConfig {
             policy_a: policy.clone(),
             policy_b: policy,
             planted_bug: None,
+            second: None,
+            retries: true,
         }
     }
 }
@@ -151,6 +194,8 @@ pub struct Cast {
     pub v1: Value,
     /// V2, issued to B.
     pub v2: Value,
+    /// V3, another ticket, issued to A (seeded only when a second exchange offers it).
+    pub v3: Value,
     /// What A wants.
     pub want: Want,
 }
@@ -162,10 +207,11 @@ impl Cast {
         let issuer = Keypair::from_seed([0x15; 32]);
         let v1 = Value::issue(&issuer, "ticket", 1, b"concert, seat 12A".to_vec(), [1; 16]).ok();
         let v2 = Value::issue(&issuer, "voucher", 500, Vec::new(), [2; 16]).ok();
-        // Both are within the size limits, so issuing cannot fail.
-        let (v1, v2) = (v1.unwrap_or_else(|| unreachable!()), v2.unwrap_or_else(|| unreachable!()));
+        let v3 = Value::issue(&issuer, "ticket", 1, b"concert, seat 12B".to_vec(), [3; 16]).ok();
+        // All are within the size limits, so issuing cannot fail.
+        let [v1, v2, v3] = [v1, v2, v3].map(|v| v.unwrap_or_else(|| unreachable!()));
         let want = Want::KindAmount { kind: "voucher".into(), amount: 500, issuer: None };
-        Self { a, b, t, v1, v2, want }
+        Self { a, b, t, v1, v2, v3, want }
     }
 
     /// A party's PeerId.
@@ -189,6 +235,21 @@ pub enum SimError {
     /// The action is not possible in this state.
     #[error("action not enabled: {0}")]
     NotEnabled(String),
+    /// A [`Action::CrashBetweenWrites`] on a step that writes once: there is nothing to crash
+    /// between (the model checker offers the crash on every delivery and skips these).
+    #[error("the step writes only once: nothing to crash between")]
+    SingleWrite,
+    /// A core refused an input but its state is not what it was before: the runtime, which keeps
+    /// its core across steps, would go on from a state no write produced.
+    #[error("{role}'s core refused ({error}) but changed its state: {change}")]
+    ChangedOnRefusal {
+        /// The node.
+        role: Role,
+        /// The refusal.
+        error: String,
+        /// What changed.
+        change: String,
+    },
 }
 
 /// The simulated world. Its [`Hash`]/[`Eq`] cover exactly the state that matters to the
@@ -204,7 +265,8 @@ pub struct World {
     /// T's decisions (persisted: T has no other state).
     pub t: BTreeMap<Digest, DecisionRecord>,
     network: Network,
-    started: bool,
+    /// Which exchanges A has started.
+    started: [bool; 2],
     /// Refusals and errors the cores returned, for the scenario tests.
     log: Vec<String>,
     /// Each core step's result by a fingerprint of (role, state, clock, input): the cores are
@@ -218,7 +280,8 @@ pub struct World {
     arbiter_memo: Arc<Mutex<HashMap<u128, ArbiterStepResult>>>,
 }
 
-type StepResult = Result<NodeStep, ExchangeError>;
+/// A node's step: done, or refused (with what the refusal changed in the core, which must be nothing).
+type StepResult = Result<NodeStep, (ExchangeError, Option<String>)>;
 type ArbiterStepResult = (BTreeMap<Digest, DecisionRecord>, ArbiterResponse);
 
 /// A 128-bit fingerprint (XXH3-128 of the value's `Hash` stream), the same in every run.
@@ -275,6 +338,9 @@ impl World {
     pub fn with_cast(cast: Cast, config: WorldConfig) -> Self {
         let mut a = PartyState::default();
         a.seed_value(cast.v1.clone());
+        if config.second.is_some_and(|second| second.give == SecondOffer::V3) {
+            a.seed_value(cast.v3.clone());
+        }
         let mut b = PartyState::default();
         b.seed_value(cast.v2.clone());
         Self {
@@ -284,7 +350,7 @@ impl World {
             b,
             t: BTreeMap::new(),
             network: Network::default(),
-            started: false,
+            started: [false; 2],
             log: Vec::new(),
             split_write: false,
             mutated_steps: 0,
@@ -303,9 +369,71 @@ impl World {
         &self.network
     }
 
-    /// Whether A has started.
+    /// The settings.
+    pub fn config(&self) -> &WorldConfig {
+        &self.config
+    }
+
+    /// Whether A has started exchange 0.
     pub fn started(&self) -> bool {
-        self.started
+        self.started[0]
+    }
+
+    /// How many exchanges A may start: 1, or 2 with [`WorldConfig::second`].
+    pub fn exchanges(&self) -> usize {
+        if self.config.second.is_some() { 2 } else { 1 }
+    }
+
+    /// Every value issued in this world, with the party it was issued to.
+    pub fn issued(&self) -> Vec<(ValueId, Role)> {
+        let mut issued = vec![(self.cast.v1.id(), Role::A), (self.cast.v2.id(), Role::B)];
+        if self.config.second.is_some_and(|second| second.give == SecondOffer::V3) {
+            issued.push((self.cast.v3.id(), Role::A));
+        }
+        issued
+    }
+
+    /// What A's owner proposes for exchange `exchange`.
+    pub fn proposal(&self, exchange: usize) -> Option<Proposal> {
+        let (give, expires_at_ms) = match (exchange, self.config.second) {
+            (0, _) => (self.cast.v1.id(), self.config.expires_at_ms),
+            (1, Some(SecondExchange { give: SecondOffer::V1, expires_at_ms })) => (self.cast.v1.id(), expires_at_ms),
+            (1, Some(SecondExchange { give: SecondOffer::V3, expires_at_ms })) => (self.cast.v3.id(), expires_at_ms),
+            _ => return None,
+        };
+        Some(Proposal {
+            responder: self.cast.b.peer_id(),
+            give,
+            want: self.cast.want.clone(),
+            arbiter: self.cast.t.peer_id(),
+            expires_at_ms,
+        })
+    }
+
+    /// The moments that matter to `role`'s clock: every exchange's expiry, and the node's armed
+    /// deadlines (A's expiry + grace while VALID). A finite set, so moving the clock keeps the
+    /// model finite.
+    pub fn clock_points(&self, role: Role) -> BTreeSet<u64> {
+        let mut points: BTreeSet<u64> =
+            (0..self.exchanges()).filter_map(|exchange| self.proposal(exchange)).map(|p| p.expires_at_ms).collect();
+        points.extend(self.party(role).timers.iter().filter(|((_, kind), _)| *kind == TimerKind::Deadline).map(|(_, at)| *at));
+        points
+    }
+
+    /// Whether `role`'s clock can make a difference before the node next acts: it has an open
+    /// session, a message to it is in flight, or (for A) an exchange is still to start. Otherwise the
+    /// node is idle until a message reaches it, and moving its clock then, just before that
+    /// delivery, reaches the same states: the explorer leaves idle clocks alone.
+    fn clock_matters(&self, role: Role) -> bool {
+        self.party(role).volatile.open_sessions().next().is_some()
+            || self.network.iter().any(|e| e.to == role)
+            || (role == Role::A && self.started.iter().take(self.exchanges()).any(|started| !started))
+    }
+
+    /// The next moment after `role`'s clock that matters, if any.
+    fn next_clock_point(&self, role: Role) -> Option<u64> {
+        let now = self.party(role).now_ms;
+        self.clock_points(role).into_iter().find(|at| *at > now)
     }
 
     /// How many steps so far the planted bug (if any) changed: zero means the nodes behaved
@@ -335,9 +463,14 @@ impl World {
         }
     }
 
-    /// The exchange's session, as a node holds it.
+    /// The exchange's session, as a node holds it (the first by id, when there are two).
     pub fn session(&self, role: Role) -> Option<&Session> {
         self.party(role).volatile.sessions.values().next()
+    }
+
+    /// Whether A or B holds an open session (in memory).
+    pub fn has_open_sessions(&self) -> bool {
+        [Role::A, Role::B].into_iter().any(|role| self.party(role).volatile.open_sessions().next().is_some())
     }
 
     /// Places a message in flight, as if a party had sent it (for hostile-input scenarios).
@@ -348,8 +481,10 @@ impl World {
     /// Every action possible now. With `faults`, also drops, duplicates and crashes.
     pub fn enabled(&self, faults: bool) -> Vec<Action> {
         let mut actions = Vec::new();
-        if !self.started {
-            actions.push(Action::Start);
+        for exchange in 0..self.exchanges() {
+            if !self.started[exchange] {
+                actions.push(Action::Start { exchange });
+            }
         }
         for index in 0..self.network.len() {
             actions.push(Action::Deliver { index, keep: false });
@@ -366,6 +501,9 @@ impl World {
             for (session, kind) in self.party(role).timers.keys() {
                 actions.push(Action::Fire { role, session: *session, kind: *kind });
             }
+            if self.clock_matters(role) && self.next_clock_point(role).is_some() {
+                actions.push(Action::AdvanceClock { role });
+            }
         }
         if faults {
             actions.extend([Role::A, Role::B, Role::T].map(|role| Action::Restart { role }));
@@ -376,23 +514,21 @@ impl World {
     /// Applies one action.
     pub fn apply(&mut self, action: &Action) -> Result<(), SimError> {
         match action {
-            Action::Start => {
-                if self.started {
-                    return Err(SimError::NotEnabled("already started".into()));
+            Action::Start { exchange } => {
+                let proposal = self.proposal(*exchange).ok_or_else(|| SimError::NotEnabled(format!("no exchange {exchange}")))?;
+                if self.started[*exchange] {
+                    return Err(SimError::NotEnabled(format!("exchange {exchange} already started")));
                 }
-                self.started = true;
-                let cmd = Proposal {
-                    responder: self.cast.b.peer_id(),
-                    give: self.cast.v1.id(),
-                    want: self.cast.want.clone(),
-                    arbiter: self.cast.t.peer_id(),
-                    expires_at_ms: self.config.expires_at_ms,
-                };
-                self.step(Role::A, Input::Start(cmd), None, false);
+                self.started[*exchange] = true;
+                self.step(Role::A, Input::Start(proposal), None, false)?;
             }
             Action::Deliver { index, keep } => {
                 let envelope = self.take(*index, *keep)?;
-                self.deliver(envelope, false);
+                self.deliver(envelope, false)?;
+            }
+            Action::AdvanceClock { role } => {
+                let at = self.next_clock_point(*role).ok_or_else(|| SimError::NotEnabled(format!("{role}'s clock is past every point")))?;
+                self.party_mut(*role).now_ms = at;
             }
             Action::Drop { index } => {
                 self.take(*index, false)?;
@@ -407,16 +543,16 @@ impl World {
                     let party = self.party_mut(*role);
                     party.now_ms = party.now_ms.max(at);
                 }
-                self.step(*role, Input::Timer { session: *session, kind: *kind }, None, false);
+                self.step(*role, Input::Timer { session: *session, kind: *kind }, None, false)?;
             }
             Action::Restart { role } => self.restart(*role),
             Action::CrashBetweenWrites { index } => {
                 let envelope = self.take(*index, true)?;
                 let to = envelope.to;
                 self.split_write = false;
-                self.deliver(envelope, true);
+                self.deliver(envelope, true)?;
                 if !self.split_write {
-                    return Err(SimError::NotEnabled("the step writes only once: nothing to crash between".into()));
+                    return Err(SimError::SingleWrite);
                 }
                 self.restart(to);
             }
@@ -432,21 +568,24 @@ impl World {
         Ok(envelope)
     }
 
-    fn deliver(&mut self, envelope: Envelope, crash_between_writes: bool) {
+    fn deliver(&mut self, envelope: Envelope, crash_between_writes: bool) -> Result<(), SimError> {
         let from = self.cast.peer(envelope.from);
         match envelope.payload {
             Payload::Request(request) => {
                 let input = Input::Request { from, request };
-                self.step(envelope.to, input, Some(envelope.from), crash_between_writes);
+                self.step(envelope.to, input, Some(envelope.from), crash_between_writes)
             }
             Payload::Response(response) => {
                 let input = Input::Response { from, session: envelope.session, response };
-                self.step(envelope.to, input, None, crash_between_writes);
+                self.step(envelope.to, input, None, crash_between_writes)
             }
-            Payload::ArbiterRequest(request) => self.arbitrate(envelope.from, envelope.session, request),
+            Payload::ArbiterRequest(request) => {
+                self.arbitrate(envelope.from, envelope.session, request);
+                Ok(())
+            }
             Payload::ArbiterResponse(response) => {
                 let input = Input::Arbiter { from, session: envelope.session, response };
-                self.step(envelope.to, input, None, crash_between_writes);
+                self.step(envelope.to, input, None, crash_between_writes)
             }
         }
     }
@@ -483,8 +622,21 @@ impl World {
         Node { key, config, bug: self.config.planted_bug }
     }
 
+    /// Runs `input` through `role`'s core as the node's runtime does: the core over the node's
+    /// in-memory state handles it, and on a refusal the core's state must be what it was.
+    #[allow(clippy::result_large_err)] // the core's own error type, as its `handle` returns it
+    fn run_core(&self, role: Role, ctx: Ctx, input: &Input) -> StepResult {
+        let before = &self.party(role).volatile;
+        let node = self.node(role);
+        let mut core = node.core(before.clone());
+        node.handle(before, &mut core, ctx, input).map_err(|error| {
+            let change = (core.state() != before).then(|| state_change(before, core.state()));
+            (error, change)
+        })
+    }
+
     /// Runs one input through `role`'s core and carries out its effects, write-ahead.
-    fn step(&mut self, role: Role, input: Input, reply_to: Option<Role>, crash_between_writes: bool) {
+    fn step(&mut self, role: Role, input: Input, reply_to: Option<Role>, crash_between_writes: bool) -> Result<(), SimError> {
         let now_ms = self.party(role).now_ms;
         // A response travels on the stream of the request it answers: it belongs to that request's session.
         let request_session = match &input {
@@ -497,7 +649,7 @@ impl World {
             Some(result) => result,
             None => {
                 let ctx = Ctx { now_ms, entropy: entropy(role, &input) };
-                let result = self.node(role).handle(&self.party(role).volatile, ctx, &input);
+                let result = self.run_core(role, ctx, &input);
                 if let Ok(mut memo) = self.memo.lock() {
                     memo.insert(key, result.clone());
                 }
@@ -513,12 +665,15 @@ impl World {
                     if let Some(batch) = &effects.persist {
                         self.party_mut(role).persisted.apply(batch);
                     }
-                    return;
+                    return Ok(());
                 }
                 self.party_mut(role).volatile = state;
                 self.carry_out(role, effects, second_write.as_ref(), reply_to, request_session);
             }
-            Err(error) => {
+            Err((error, Some(change))) => {
+                return Err(SimError::ChangedOnRefusal { role, error: error.to_string(), change });
+            }
+            Err((error, None)) => {
                 self.log.push(format!("{role}: {error}"));
                 if let Some(to) = reply_to {
                     let session = request_session.or_else(|| error_session(&error));
@@ -532,6 +687,7 @@ impl World {
                 }
             }
         }
+        Ok(())
     }
 
     /// Commits the step's write (and a split step's second write), then sends and arms timers.
@@ -543,11 +699,12 @@ impl World {
         reply_to: Option<Role>,
         reply_session: Option<SessionId>,
     ) {
+        let retries = self.config.retries;
         let party = self.party_mut(role);
         for batch in effects.persist.iter().chain(second_write) {
             party.persisted.apply(batch);
         }
-        for timer in &effects.timers {
+        for timer in effects.timers.iter().filter(|timer| retries || timer.kind != TimerKind::Retry) {
             // Retries are abstracted to "may fire at any later moment": their time is not kept,
             // so the model stays finite. Deadlines keep their time: firing one moves the clock.
             let at = if timer.kind == TimerKind::Retry { 0 } else { timer.at_ms };
@@ -575,32 +732,21 @@ impl World {
         }
     }
 
-    /// Runs the world with faults stopped: every message in flight is delivered, and when none
-    /// is, a retry timer fires — or, once retries no longer change anything, the earliest
-    /// deadline, moving that node's clock. Stops when every session has ended and nothing is in
-    /// flight, or fails after `max_steps`. Returns how many steps it took.
+    /// Runs the world with faults stopped along one fixed schedule: every message in flight is
+    /// delivered, and when none is, a retry timer fires — or, once retries no longer change
+    /// anything, the earliest deadline, moving that node's clock. Stops when every session has
+    /// ended and nothing is in flight, or fails after `max_steps`. Returns how many steps it took.
+    /// (The model checker checks termination under every fair schedule instead; scenarios use
+    /// this one to finish an exchange.)
     pub fn heal(&mut self, max_steps: usize) -> Result<usize, String> {
-        self.heal_with(max_steps, &mut |_| false, &mut Vec::new())
-    }
-
-    /// [`heal`](Self::heal), calling `known` on every state it passes through; when `known`
-    /// returns true (e.g. the state is already known to heal) it stops there with success. The
-    /// actions taken are appended to `taken`.
-    pub fn heal_with(&mut self, max_steps: usize, known: &mut dyn FnMut(&World) -> bool, taken: &mut Vec<Action>) -> Result<usize, String> {
         // Quiet states (nothing in flight) seen so far, and how many of their retries were tried.
         let mut quiet: HashMap<u128, usize> = HashMap::new();
         for step in 0..max_steps {
-            if known(self) {
-                return Ok(step);
-            }
             if !self.network.is_empty() {
-                let deliver = Action::Deliver { index: 0, keep: false };
-                self.apply(&deliver).map_err(|e| e.to_string())?;
-                taken.push(deliver);
+                self.apply(&Action::Deliver { index: 0, keep: false }).map_err(|e| e.to_string())?;
                 continue;
             }
-            let open = |p: &PartyState| p.volatile.open_sessions().next().is_some();
-            if !open(&self.a) && !open(&self.b) {
+            if !self.has_open_sessions() {
                 return Ok(step);
             }
             let timers: Vec<(Role, SessionId, TimerKind, u64)> = [Role::A, Role::B]
@@ -619,9 +765,7 @@ impl World {
                 }
             };
             let (role, session, kind, _) = *next;
-            let fire = Action::Fire { role, session, kind };
-            self.apply(&fire).map_err(|e| e.to_string())?;
-            taken.push(fire);
+            self.apply(&Action::Fire { role, session, kind }).map_err(|e| e.to_string())?;
         }
         Err(format!("sessions still open after {max_steps} fault-free steps: {self}"))
     }
@@ -642,9 +786,27 @@ impl World {
     }
 }
 
-/// Deterministic "fresh" secrets: r1 for A, r2 for B (one exchange per world).
-fn entropy(role: Role, _input: &Input) -> [u8; 32] {
-    Digest::of(format!("valex/sim/entropy/{role}").as_bytes()).0
+/// Deterministic "fresh" secrets, different per session: A's r1 from the proposal it starts,
+/// B's r2 from the s1 of the M1 it answers. (Other inputs start no session and use none.)
+pub(crate) fn entropy(role: Role, input: &Input) -> [u8; 32] {
+    let seed = match input {
+        Input::Start(proposal) => format!("{:032x}", fingerprint(proposal)),
+        Input::Request { request, .. } => hex::encode(request.s1().0),
+        _ => String::new(),
+    };
+    Digest::of(format!("valex/sim/entropy/{role}/{seed}").as_bytes()).0
+}
+
+/// Which parts of a node's state differ, for a report.
+fn state_change(before: &NodeState, after: &NodeState) -> String {
+    let parts = [
+        ("vault", before.vault != after.vault),
+        ("locks", before.locks != after.locks),
+        ("receipts", before.receipts != after.receipts),
+        ("sessions", before.sessions != after.sessions),
+    ];
+    let changed: Vec<&str> = parts.iter().filter(|(_, differs)| *differs).map(|(name, _)| *name).collect();
+    format!("its {} changed", changed.join(", "))
 }
 
 fn error_session(error: &valex_node::exchange::ExchangeError) -> Option<SessionId> {
@@ -671,7 +833,10 @@ impl fmt::Display for World {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for role in [Role::A, Role::B] {
             let p = self.party(role);
-            let phase = |s: &valex_node::exchange::NodeState| s.sessions.values().next().map(Session::phase_name).unwrap_or("-");
+            let phase = |s: &NodeState| {
+                let phases: Vec<&str> = s.sessions.values().map(Session::phase_name).collect();
+                if phases.is_empty() { "-".to_string() } else { phases.join("+") }
+            };
             write!(f, "{role}: {} (disk {}) t={} vault=[", phase(&p.volatile), phase(&p.persisted), p.now_ms)?;
             for v in p.volatile.spendable() {
                 write!(f, "{} ", v.kind())?;

@@ -12,6 +12,10 @@
 //!   two ([`Action::CrashBetweenWrites`](super::Action::CrashBetweenWrites)).
 //! - [`PlantedBug::InitiatorRestoresV1WithoutDecision`] replaces A's honest step at its VALID
 //!   deadline (RESOLVING, ask the arbiter) by ABORTED with V1 back in the vault.
+//! - [`PlantedBug::ResponderIgnoresDecision`] drops the honest step of a PENDING B handed the
+//!   arbiter's decision: B stays PENDING and keeps asking T, forever.
+//! - [`PlantedBug::ResponderKeepsRefusedOffer`] lets the core B refuses an M1 with put that M1's
+//!   V1 into its vault anyway (through [`ExchangeCore::issue`]): a refusal that changes the core.
 
 use std::fmt;
 use std::str::FromStr;
@@ -34,12 +38,21 @@ pub enum PlantedBug {
     ResponderSplitsDoneWrite,
     /// A, at its VALID deadline, restores V1 to its vault instead of asking the arbiter.
     InitiatorRestoresV1WithoutDecision,
+    /// B, PENDING, ignores the arbiter's decision and keeps asking (a retry loop without end).
+    ResponderIgnoresDecision,
+    /// B's core, refusing an M1, keeps the V1 it offered in its vault (its state changes on a refusal).
+    ResponderKeepsRefusedOffer,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [Self; 3] =
-        [Self::ResponderAcceptsConfirmWhilePending, Self::ResponderSplitsDoneWrite, Self::InitiatorRestoresV1WithoutDecision];
+    pub const ALL: [Self; 5] = [
+        Self::ResponderAcceptsConfirmWhilePending,
+        Self::ResponderSplitsDoneWrite,
+        Self::InitiatorRestoresV1WithoutDecision,
+        Self::ResponderIgnoresDecision,
+        Self::ResponderKeepsRefusedOffer,
+    ];
 
     /// Its kebab-case name, as the `model-check --plant` option takes it.
     pub fn name(self) -> &'static str {
@@ -47,6 +60,8 @@ impl PlantedBug {
             Self::ResponderAcceptsConfirmWhilePending => "responder-accepts-confirm-while-pending",
             Self::ResponderSplitsDoneWrite => "responder-splits-done-write",
             Self::InitiatorRestoresV1WithoutDecision => "initiator-restores-v1-without-decision",
+            Self::ResponderIgnoresDecision => "responder-ignores-decision",
+            Self::ResponderKeepsRefusedOffer => "responder-keeps-refused-offer",
         }
     }
 
@@ -99,18 +114,32 @@ impl Node {
         ExchangeCore::new(self.key.clone(), self.config.clone(), state)
     }
 
-    /// Handles one input, as the node (with its bug) does.
+    /// Handles one input, as the node (with its bug) does: `core` is the node's core, over
+    /// `state`, and the runtime would keep it for the next step; a refusal leaves it as it is.
     #[allow(clippy::result_large_err)] // the core's own error type, as its `handle` returns it
-    pub(crate) fn handle(&self, state: &NodeState, ctx: Ctx, input: &Input) -> Result<NodeStep, ExchangeError> {
+    pub(crate) fn handle(&self, state: &NodeState, core: &mut ExchangeCore, ctx: Ctx, input: &Input) -> Result<NodeStep, ExchangeError> {
         if self.bug == Some(PlantedBug::ResponderAcceptsConfirmWhilePending)
             && let Some(step) = self.accept_confirm_while_pending(state, ctx, input)
         {
+            *core = self.core(step.state.clone());
             return Ok(step);
         }
-        let (after, effects) = self.honest(state, ctx, input)?;
+        let effects = match core.handle(ctx, input.clone()) {
+            Ok(effects) => effects,
+            Err(error) => {
+                if self.bug == Some(PlantedBug::ResponderKeepsRefusedOffer)
+                    && let Input::Request { request: ExchangeRequest::Start(m1), .. } = input
+                {
+                    let _ = core.issue(m1.v1.clone());
+                }
+                return Err(error);
+            }
+        };
+        let after = core.state().clone();
         let step = match self.bug {
             Some(PlantedBug::ResponderSplitsDoneWrite) => split_done_write(state, after, effects),
             Some(PlantedBug::InitiatorRestoresV1WithoutDecision) => restore_v1_without_decision(state, input, after, effects),
+            Some(PlantedBug::ResponderIgnoresDecision) => ignore_decision(state, input, after, effects),
             _ => NodeStep { state: after, effects, second_write: None, mutated: false },
         };
         Ok(step)
@@ -138,6 +167,23 @@ impl Node {
         let (after, effects) = self.honest(&view, before_expiry, input).ok()?;
         let done = matches!(after.sessions.get(&s.s1), Some(Session::Responder(r)) if matches!(r.phase, ResponderPhase::Done { .. }));
         done.then_some(NodeStep { state: after, effects, second_write: None, mutated: true })
+    }
+}
+
+/// A PENDING responder handed a decision it would act on: nothing happens (its retry timer stays
+/// armed, so it asks T again, and again).
+fn ignore_decision(before: &NodeState, input: &Input, after: NodeState, effects: Effects) -> NodeStep {
+    let honest = |after, effects| NodeStep { state: after, effects, second_write: None, mutated: false };
+    let Input::Arbiter { session, .. } = input else { return honest(after, effects) };
+    let Some(Session::Responder(s)) = before.sessions.get(session) else { return honest(after, effects) };
+    if !matches!(s.phase, ResponderPhase::Pending { .. }) || after.sessions.get(session) == before.sessions.get(session) {
+        return honest(after, effects);
+    }
+    NodeStep {
+        state: before.clone(),
+        effects: Effects { session: Some(*session), ..Effects::default() },
+        second_write: None,
+        mutated: true,
     }
 }
 

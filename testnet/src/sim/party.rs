@@ -14,7 +14,7 @@ pub struct PartyState {
     pub volatile: NodeState,
     /// Armed timers and their deadlines (0 for retries, whose time is abstracted).
     pub timers: BTreeMap<(SessionId, TimerKind), u64>,
-    /// The node's clock, in ms; it advances when a deadline fires.
+    /// The node's clock, in ms; it advances when a deadline fires or it moves on by itself.
     pub now_ms: u64,
 }
 

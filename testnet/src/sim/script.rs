@@ -2,29 +2,38 @@
 //! changing the world.
 //!
 //! The world logs a refused input as text; these probes return the typed error instead, so a
-//! scenario test can check the exact [`ExchangeError`] (and the wire error code it maps to).
+//! scenario test can check the exact [`ExchangeError`] (and the wire error code it maps to), and
+//! the state the receiver's core is left in after refusing it (a real step of the core, the same
+//! one [`World::apply`] runs).
 //!
 //! ```
 //! use valex_testnet::sim::{Action, Role, World, WorldConfig};
 //! let mut world = World::new(WorldConfig::default());
-//! world.apply(&Action::Start).unwrap();
+//! world.apply(&Action::Start { exchange: 0 }).unwrap();
 //! let m1 = world.network().get(0).unwrap().clone();
-//! let before = world.clone();
-//! assert!(world.probe_delivery(&m1).unwrap().is_ok()); // B would accept M1 …
-//! assert_eq!(world, before); // … and nothing changed
+//! assert!(world.probe_delivery(&m1).unwrap().is_ok()); // B would accept M1
 //! ```
 
 use valex_arbiter::{Arbiter, ArbiterError, ArbiterStep};
-use valex_node::exchange::{Ctx, Effects, ExchangeError, Input};
+use valex_node::exchange::{Ctx, Effects, ExchangeError, Input, NodeState};
 use valex_proto::message::ArbiterRequest;
 
 use super::{Envelope, Payload, Role, World, entropy};
 
+/// A refused input: the core's error, and the core's state right after refusing it.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// What the core returned.
+    pub error: ExchangeError,
+    /// The core's state after the refusal (protocol: the state before it).
+    pub core_state: NodeState,
+}
+
 impl World {
     /// What `envelope.to`'s core (with the planted bug, if any) would return if `envelope` were
-    /// delivered now, computed on a copy of its state: the world is unchanged. For a message to T use [`World::probe_arbiter`];
-    /// given one here, it returns `None`.
-    pub fn probe_delivery(&self, envelope: &Envelope) -> Option<Result<Effects, ExchangeError>> {
+    /// delivered now, computed on a copy of its state: the world is unchanged. For a message to T
+    /// use [`World::probe_arbiter`]; given one here, it returns `None`.
+    pub fn probe_delivery(&self, envelope: &Envelope) -> Option<Result<Effects, Refused>> {
         let from = self.cast.peer(envelope.from);
         let input = match &envelope.payload {
             Payload::Request(request) => Input::Request { from, request: request.clone() },
@@ -36,7 +45,11 @@ impl World {
             return None;
         }
         let ctx = Ctx { now_ms: self.party(envelope.to).now_ms, entropy: entropy(envelope.to, &input) };
-        Some(self.node(envelope.to).handle(&self.party(envelope.to).volatile, ctx, &input).map(|step| step.effects))
+        let before = &self.party(envelope.to).volatile;
+        let node = self.node(envelope.to);
+        let mut core = node.core(before.clone());
+        let verdict = node.handle(before, &mut core, ctx, &input);
+        Some(verdict.map(|step| step.effects).map_err(|error| Refused { error, core_state: core.state().clone() }))
     }
 
     /// What T would answer `request` from `from` with, over a copy of its decisions: the world is
