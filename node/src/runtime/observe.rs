@@ -35,6 +35,23 @@ pub enum Sent<'a> {
 /// Called with every message the node hands to the network, synchronously, on the event loop,
 /// right before the swarm takes it. Set it in [`NodeConfig::observe_sends`](super::NodeConfig).
 /// Keep it short: the event loop waits for it.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use valex_node::runtime::{NodeConfig, SendObserver, Sent};
+/// use valex_proto::crypto::Keypair;
+///
+/// let requests = Arc::new(AtomicUsize::new(0));
+/// let counted = Arc::clone(&requests);
+/// let mut config = NodeConfig::new(Keypair::generate());
+/// config.observe_sends = Some(SendObserver::new(move |sent| {
+///     if let Sent::Request(_) = sent {
+///         counted.fetch_add(1, Ordering::Relaxed);
+///     }
+/// }));
+/// // start(config, store) … then `requests` counts every M1, M3 and arbiter request sent.
+/// ```
 #[derive(Clone)]
 pub struct SendObserver(Arc<dyn Fn(Sent<'_>) + Send + Sync>);
 
