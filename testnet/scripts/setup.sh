@@ -17,5 +17,5 @@ if ! dpkg-query -W -f='${Status}' libclang-dev 2>/dev/null | grep -q "install ok
 fi
 
 # One target directory outside the clone: repeated runs on one machine build incrementally
-# (RocksDB's C++ takes ~25 minutes on 2 cores the first time), a fresh machine builds everything.
+# (RocksDB's C++ takes ~15 minutes on 2 cores the first time), a fresh machine builds everything.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/valex-target}"
